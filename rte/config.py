@@ -1,0 +1,61 @@
+"""Settings shared by the CLI, the worker and the API.
+
+Every value comes from an `RTE_`-prefixed environment variable (or a flag that overrides it); the
+defaults match what `rte up` starts, so a newcomer never has to set anything.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from typing import Annotated
+
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path(".rte")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RTE_", extra="ignore")
+
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Folder for the Temporal database, the SQL store and keys.")
+    temporal_address: str = Field("127.0.0.1:7233", description="host:port of the Temporal frontend.")
+    namespace: str = "default"
+    task_queue: str = "rte"
+    database_url: str | None = Field(
+        None, description="SQLAlchemy async URL; defaults to a SQLite file in the data folder."
+    )
+    secret_key: str | None = Field(
+        None, repr=False, description="Fernet key that encrypts connection secrets; defaults to a key file in the data folder."
+    )
+    function_modules: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Python modules the worker imports to register `python` step functions.",
+    )
+    max_concurrent_activities: int = 64
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+    # The script sandbox.
+    sandbox_memory_mb: int = 256
+    sandbox_cpu_seconds: int = 10
+    sandbox_wall_seconds: float = 30.0
+    sandbox_isolate_network: bool = True
+
+    @field_validator("function_modules", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'rte.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

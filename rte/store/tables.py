@@ -1,0 +1,146 @@
+"""The SQL store's tables, portable across SQLite and PostgreSQL.
+
+The schema itself is owned by the Alembic migrations in `migrations/versions/`; these models are what
+the repositories query and what `alembic revision --autogenerate` compares against.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so later migrations (and SQLite batch mode) can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-increments an `INTEGER PRIMARY KEY`; PostgreSQL gets a 64-bit identity.
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Always hands back timezone-aware UTC datetimes.
+
+    PostgreSQL keeps the zone (timestamptz); SQLite has no zone type and returns naive values, so we
+    store UTC there and re-attach the zone on the way out. Naive inputs are taken to be UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        # SQLite compares timestamps as text: store them all in one (naive UTC) format.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: JSON, datetime: UTCDateTime}
+
+
+class Definition(Base):
+    """One version of a workflow definition; every version is kept."""
+
+    __tablename__ = "definitions"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # "1", "2", … assigned by the store; compare numerically, never as text.
+    version: Mapped[str] = mapped_column(String(20), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    format: Mapped[str] = mapped_column(String(20))  # native | swf
+    source: Mapped[str] = mapped_column(Text)
+    plan: Mapped[dict[str, Any]]
+    plan_hash: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ExecutionLog(Base):
+    __tablename__ = "execution_logs"
+    __table_args__ = (
+        # Reading an execution's logs in order (and resuming after an id) is the hot path.
+        Index("ix_execution_logs_execution_id_id", "execution_id", "id"),
+        Index("ix_execution_logs_execution_id_timestamp", "execution_id", "timestamp"),
+    )
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(String(255))
+    run_id: Mapped[str] = mapped_column(String(255), default="")
+    step_path: Mapped[str] = mapped_column(String(500), default="")
+    item_index: Mapped[int | None]
+    attempt: Mapped[int] = mapped_column(default=1)
+    level: Mapped[str] = mapped_column(String(10))  # debug | info | warning | error
+    source: Mapped[str] = mapped_column(String(100), default="")
+    message: Mapped[str] = mapped_column(Text)
+    timestamp: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StepMetric(Base):
+    __tablename__ = "step_metrics"
+
+    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(String(255), index=True)
+    run_id: Mapped[str] = mapped_column(String(255), default="")
+    definition_id: Mapped[str] = mapped_column(String(200), default="")
+    step_path: Mapped[str] = mapped_column(String(500))
+    kind: Mapped[str] = mapped_column(String(50))
+    item_index: Mapped[int | None]
+    attempt: Mapped[int] = mapped_column(default=1)
+    status: Mapped[str] = mapped_column(String(20))  # completed | failed
+    started_at: Mapped[datetime]
+    duration_ms: Mapped[float] = mapped_column(Float)
+    bytes_in: Mapped[int | None] = mapped_column(BigInteger)
+    bytes_out: Mapped[int | None] = mapped_column(BigInteger)
+    tokens_prompt: Mapped[int | None]
+    tokens_completion: Mapped[int | None]
+    http_status: Mapped[int | None]
+    error_category: Mapped[str | None] = mapped_column(String(50))
+
+
+class Connection(Base):
+    """Credentials for an external service; the secret part is Fernet-encrypted."""
+
+    __tablename__ = "connections"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    type: Mapped[str] = mapped_column(String(20))  # bearer | api_key | basic | openai
+    config: Mapped[dict[str, Any]]
+    # Names (never values) of the secret fields, so listing connections needs no decryption.
+    secret_fields: Mapped[list[str]] = mapped_column(JSON)
+    secret_encrypted: Mapped[str] = mapped_column(Text)  # a Fernet token (URL-safe base64)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def __repr__(self) -> str:
+        return f"Connection(id={self.id!r}, type={self.type!r})"

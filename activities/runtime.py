@@ -1,0 +1,213 @@
+"""Step handlers as Temporal activities: one activity type per step kind, plus one for batches.
+
+The wrapper is the single place where a handler's outcome meets Temporal: it builds the
+`StepContext`, times the attempt, records logs and the per-attempt metric, and turns an
+`EngineError` into an `ApplicationError` (type = error category, non-retryable when retrying
+cannot help, `next_retry_delay` from a Retry-After). Secrets are redacted from everything it emits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.ai import handle_ai
+from activities.base import (
+    BatchItemResult,
+    ConnectionResolver,
+    Handler,
+    LogEntry,
+    StepContext,
+    StepRequest,
+    StepResult,
+)
+from activities.http import handle_http
+from activities.python_fn import handle_python
+from activities.script import handle_script
+from rte.errors import EngineError, ErrorCategory
+
+HANDLERS: dict[str, Handler] = {
+    "http": handle_http,
+    "ai": handle_ai,
+    "script": handle_script,
+    "python": handle_python,
+}
+
+
+class Telemetry(Protocol):
+    """Where step logs and per-attempt metrics go (the SQL store in a worker)."""
+
+    async def record(self, logs: list[dict[str, Any]], metric: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class _Attempt:
+    output: Any = None
+    error: EngineError | None = None
+    metrics: dict[str, Any] | None = None
+
+
+class StepActivities:
+    def __init__(self, connections: ConnectionResolver, telemetry: Telemetry | None = None) -> None:
+        self.connections = connections
+        self.telemetry = telemetry
+
+    def activities(self) -> list[Any]:
+        return [self.http, self.ai, self.script, self.python, self.batch]
+
+    @activity.defn(name="rte.http")
+    async def http(self, request: StepRequest) -> StepResult:
+        return await self._run_one(request)
+
+    @activity.defn(name="rte.ai")
+    async def ai(self, request: StepRequest) -> StepResult:
+        return await self._run_one(request)
+
+    @activity.defn(name="rte.script")
+    async def script(self, request: StepRequest) -> StepResult:
+        return await self._run_one(request)
+
+    @activity.defn(name="rte.python")
+    async def python(self, request: StepRequest) -> StepResult:
+        return await self._run_one(request)
+
+    @activity.defn(name="rte.batch")
+    async def batch(self, request: StepRequest) -> StepResult:
+        """Several items of a for_each in one call, each with its own retries.
+
+        Progress is heartbeated, so when the activity itself is retried (worker lost) it resumes
+        after the items already done instead of running them again.
+        """
+        info = activity.info()
+        done: list[BatchItemResult] = []
+        if info.heartbeat_details:
+            done = [BatchItemResult.model_validate(item) for item in info.heartbeat_details[0]]
+        for item in (request.batch or [])[len(done) :]:
+            single = request.model_copy(
+                update={"params": item.params, "item_index": item.item_index, "batch": None}
+            )
+            done.append(await self._run_item_with_retries(single))
+            activity.heartbeat([result.model_dump(mode="json") for result in done])
+        return StepResult(items=done)
+
+    async def _run_item_with_retries(self, request: StepRequest) -> BatchItemResult:
+        delay = 1.0
+        for attempt in range(1, request.max_attempts + 1):
+            outcome = await self._attempt(request, attempt)
+            if outcome.error is None:
+                return BatchItemResult(
+                    item_index=request.item_index or 0, ok=True, output=outcome.output, attempts=attempt
+                )
+            if not outcome.error.retryable or attempt == request.max_attempts:
+                error = outcome.error.to_dict() | {"attempts": attempt}
+                return BatchItemResult(
+                    item_index=request.item_index or 0, ok=False, error=error, attempts=attempt
+                )
+            await asyncio.sleep(outcome.error.retry_after_s or delay)
+            delay = min(delay * 2, 60.0)
+        raise AssertionError("unreachable")
+
+    async def _run_one(self, request: StepRequest) -> StepResult:
+        attempt = activity.info().attempt
+        outcome = await self._attempt(request, attempt)
+        if outcome.error is None:
+            return StepResult(output=outcome.output, metrics=(outcome.metrics or {}) | {"attempt": attempt})
+        error = outcome.error
+        raise ApplicationError(
+            error.message,
+            {"category": error.category.value, "details": error.details, "attempt": attempt},
+            type=error.category.value,
+            non_retryable=not error.retryable,
+            next_retry_delay=timedelta(seconds=error.retry_after_s) if error.retry_after_s else None,
+        )
+
+    async def _attempt(self, request: StepRequest, attempt: int) -> _Attempt:
+        handler = HANDLERS.get(request.kind)
+        context = StepContext(request=request, attempt=attempt, connections=self.connections)
+        started_at = datetime.now(UTC)
+        started = time.perf_counter()
+        outcome = _Attempt()
+        try:
+            if handler is None:
+                raise EngineError(ErrorCategory.CONFIGURATION, f"no handler for step kind '{request.kind}'")
+            outcome.output = await handler(request.params, context)
+        except EngineError as error:
+            outcome.error = error
+        except asyncio.CancelledError:
+            context.log("warning", "cancelled", "engine")
+            raise
+        except Exception as error:  # noqa: BLE001 - a bug in a handler must still be reported as a step error
+            outcome.error = EngineError(
+                ErrorCategory.INTERNAL,
+                f"{type(error).__name__}: {error}",
+                details={"traceback": traceback.format_exc(limit=8)},
+            )
+        if outcome.error is not None:
+            error = outcome.error
+            error.message = context.redact(error.message)
+            error.details = _redact_tree(error.details, context)
+            context.log(
+                "error", f"attempt {attempt} failed [{error.category.value}]: {error.message}", "engine"
+            )
+        duration_ms = (time.perf_counter() - started) * 1000
+        outcome.metrics = context.metrics | {"duration_ms": round(duration_ms, 3)}
+        await self._record(context, attempt, started_at, duration_ms, outcome)
+        return outcome
+
+    async def _record(
+        self, context: StepContext, attempt: int, started_at: datetime, duration_ms: float, outcome: _Attempt
+    ) -> None:
+        if self.telemetry is None:
+            return
+        request = context.request
+        run_id = activity.info().workflow_run_id if activity.in_activity() else request.run_id
+        common = {
+            "execution_id": request.execution_id,
+            "run_id": run_id,
+            "step_path": request.step_path,
+            "item_index": request.item_index,
+            "attempt": attempt,
+        }
+        logs = [_log_row(entry, common) for entry in context.logs]
+        metric = common | {
+            "definition_id": request.definition_id,
+            "kind": request.kind,
+            "status": "completed" if outcome.error is None else "failed",
+            "started_at": started_at,
+            "duration_ms": duration_ms,
+            "error_category": outcome.error.category.value if outcome.error else None,
+            **{
+                key: context.metrics.get(key)
+                for key in ("bytes_in", "bytes_out", "tokens_prompt", "tokens_completion", "http_status")
+            },
+        }
+        try:
+            await self.telemetry.record(logs, metric)
+        except Exception as error:  # noqa: BLE001 - losing a log line must not fail the step
+            activity.logger.warning("could not record step telemetry: %s", error)
+
+
+def _log_row(entry: LogEntry, common: dict[str, Any]) -> dict[str, Any]:
+    return common | {
+        "level": entry.level,
+        "source": entry.source,
+        "message": entry.message,
+        "timestamp": entry.timestamp,
+    }
+
+
+def _redact_tree(value: Any, context: StepContext) -> Any:
+    if isinstance(value, str):
+        return context.redact(value)
+    if isinstance(value, dict):
+        return {key: _redact_tree(item, context) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_redact_tree(item, context) for item in value]
+    return value

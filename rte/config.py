@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-
-from pydantic import Field, field_validator
 from typing import Annotated
 
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path(".rte")
@@ -20,7 +19,9 @@ DEFAULT_DATA_DIR = Path(".rte")
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RTE_", extra="ignore")
 
-    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Folder for the Temporal database, the SQL store and keys.")
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR, description="Folder for the Temporal database, the SQL store and keys."
+    )
     temporal_address: str = Field("127.0.0.1:7233", description="host:port of the Temporal frontend.")
     namespace: str = "default"
     task_queue: str = "rte"
@@ -28,7 +29,9 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy async URL; defaults to a SQLite file in the data folder."
     )
     secret_key: str | None = Field(
-        None, repr=False, description="Fernet key that encrypts connection secrets; defaults to a key file in the data folder."
+        None,
+        repr=False,
+        description="Fernet key that encrypts connection secrets; defaults to a key file in the data folder.",
     )
     function_modules: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

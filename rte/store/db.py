@@ -178,6 +178,11 @@ class Store:
             await migrate(url)
         return cls(create_engine(url), SecretBox.from_settings(settings))
 
+    async def write_telemetry(self, logs: list[dict[str, Any]], metrics: list[dict[str, Any]]) -> None:
+        """Step logs, then attempt metrics: two bulk inserts, however many attempts they cover."""
+        await self.logs.add_many(logs)
+        await self.metrics.add_many(metrics)
+
     async def close(self) -> None:
         await self.engine.dispose()
 

@@ -285,6 +285,15 @@ class MetricRepository:
             await session.commit()
             return row.id
 
+    async def add_many(self, metrics: list[Mapping[str, Any]]) -> int:
+        """Record several attempts in one transaction."""
+        rows = [_validated(NewMetric, metric, "step metric").model_dump() for metric in metrics]
+        if rows:
+            async with self._sessions() as session:
+                await session.execute(insert(StepMetric), rows)
+                await session.commit()
+        return len(rows)
+
     async def for_execution(self, execution_id: str) -> list[MetricRow]:
         stmt = select(StepMetric).where(StepMetric.execution_id == execution_id).order_by(StepMetric.id)
         async with self._sessions() as session:

@@ -1,0 +1,1 @@
+"""The FastAPI facade: one router per area, SSE streams, auth."""

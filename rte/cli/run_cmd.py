@@ -1,0 +1,164 @@
+"""`rte run`: compile a definition, start it on Temporal, show live progress, print the output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from workflows.compiler import compile_file
+from workflows.params import ParamsError, parse_cli_params, validate_params
+
+from rte.cli._common import err_console, fail, run_async, settings_from
+from rte.cli.progress import ProgressView
+from rte.config import Settings
+from rte.executions import outcome, start_execution
+from rte.temporal import connect
+from rte.watch import NoWorkerError, watch
+from workflows.diagnostics import format_diagnostic
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+def run(
+    file: Annotated[Path, typer.Argument(help="Definition file (YAML or JSON).")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Run parameter key=value (repeatable).")
+    ] = None,
+    input_: Annotated[
+        str | None, typer.Option("--input", help="Run parameters as JSON, or @file.json.")
+    ] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json.")] = "text",
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Start and print the execution id.")] = False,
+    execution_id: Annotated[
+        str | None, typer.Option("--id", help="Execution id (default: generated).")
+    ] = None,
+    address: Annotated[str | None, typer.Option(help="Temporal address host:port.")] = None,
+    namespace: Annotated[str | None, typer.Option(help="Temporal namespace.")] = None,
+    task_queue: Annotated[str | None, typer.Option(help="Task queue of the workers.")] = None,
+    database_url: Annotated[str | None, typer.Option(help="SQL store URL.")] = None,
+) -> None:
+    """Run a workflow and follow it live; exits 1 when the execution fails."""
+    if output not in ("text", "json"):
+        fail(f"--output must be 'text' or 'json', not '{output}'")
+    settings = settings_from(
+        temporal_address=address, namespace=namespace, task_queue=task_queue, database_url=database_url
+    )
+    run_async(_run(file, param or [], input_, output, detach, execution_id, settings))
+
+
+def _load_params(schema: dict[str, Any], pairs: list[str], input_: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if input_:
+        text = input_
+        if input_.startswith("@"):
+            path = Path(input_[1:])
+            if not path.is_file():
+                fail(f"--input file '{path}' does not exist")
+            text = path.read_text()
+        try:
+            params = json.loads(text)
+        except json.JSONDecodeError as error:
+            fail(f"--input is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}")
+        if not isinstance(params, dict):
+            fail("--input must be a JSON object of parameters")
+    try:
+        params |= parse_cli_params(schema, pairs)
+        return validate_params(schema, params)
+    except ParamsError as error:
+        for violation in error.violations:
+            err_console.print(
+                f"[red]invalid parameter[/] {violation['path']}: {violation['message']}", highlight=False
+            )
+        fail(
+            "the run parameters do not match the workflow's input schema",
+            hint="see `rte compile --format json` for the schema",
+        )
+    except ValueError as error:
+        fail(str(error))
+
+
+async def _save_definition(settings: Settings, compilation: Any, source: str) -> str | None:
+    """Record the definition version that runs; the run goes on if the store is unavailable."""
+    from rte.store import Store
+
+    plan = compilation.plan
+    try:
+        store = await Store.open(settings)
+    except Exception as error:  # noqa: BLE001 - the store is a record here, not a requirement
+        err_console.print(f"[yellow]warning:[/] definition not recorded: {error}", highlight=False)
+        return None
+    try:
+        return await store.definitions.save(
+            plan.definition_id,
+            plan.name,
+            plan.description,
+            plan.source_format,
+            source,
+            plan.model_dump(mode="json", by_alias=True),
+            plan.hash,
+        )
+    finally:
+        await store.close()
+
+
+async def _run(
+    file: Path,
+    pairs: list[str],
+    input_: str | None,
+    output: str,
+    detach: bool,
+    execution_id: str | None,
+    settings: Settings,
+) -> int:
+    if not file.is_file():
+        fail(f"'{file}' does not exist or is not a file")
+    compilation = compile_file(file)
+    for diagnostic in compilation.diagnostics:
+        if diagnostic.severity == "error" or output == "text":
+            err_console.print(format_diagnostic(diagnostic, str(file)), highlight=False, markup=False)
+    if not compilation.ok or compilation.plan is None:
+        fail(f"{file} does not compile", hint=f"run `rte compile {file}` for details")
+    plan = compilation.plan
+    params = _load_params(plan.input_schema, pairs, input_)
+    version = await _save_definition(settings, compilation, file.read_text())
+    try:
+        client = await connect(settings)
+    except Exception as error:  # noqa: BLE001 - any connection failure gets the same advice
+        fail(f"cannot reach Temporal at {settings.temporal_address}: {error}", hint="start it with `rte up`")
+    handle = await start_execution(
+        client,
+        plan,
+        params,
+        task_queue=settings.task_queue,
+        execution_id=execution_id,
+        definition_version=version,
+    )
+    ui = f"{settings.temporal_ui_url}/namespaces/{settings.namespace}/workflows/{handle.id}"
+    if detach:
+        if output == "json":
+            print(json.dumps({"execution_id": handle.id, "run_id": handle.result_run_id}))
+        else:
+            print(handle.id)
+        return 0
+    err_console.print(f"execution [bold]{handle.id}[/] started — {ui}", highlight=False)
+    try:
+        with ProgressView(err_console) as view:
+            async for state in watch(client, handle.id):
+                view.update(state)
+    except NoWorkerError as error:
+        fail(str(error), hint=f"the execution {handle.id} is durable and will run when a worker starts")
+    ok, result = await outcome(handle)
+    if output == "json":
+        print(json.dumps(result, indent=2, default=str))
+    elif ok:
+        err_console.print("[green]completed[/]")
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        err_console.print(
+            f"[bold red]failed[/] [{result.get('category')}] {result.get('message')}", highlight=False
+        )
+    return 0 if ok else 1

@@ -1,0 +1,182 @@
+"""`rte up`: the whole local stack in one command — Temporal dev server, a worker, the API.
+
+State lives under the data folder (the Temporal SQLite file, the SQL store, the secret key), so a
+second `rte up` finds the earlier executions. Ctrl-C stops every process cleanly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rte.cli._common import err_console, fail, settings_from
+from rte.temporal import TemporalBinaryNotFound, find_temporal_binary, search_attribute_flags
+
+READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 10.0
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
+
+
+def up(
+    data_dir: Annotated[Path, typer.Option(help="Folder for all local state.")] = Path(".rte"),
+    temporal_port: Annotated[int, typer.Option(help="Temporal frontend (gRPC) port.")] = 7233,
+    ui_port: Annotated[int, typer.Option(help="Temporal Web UI port.")] = 8233,
+    api_port: Annotated[int, typer.Option(help="API port.")] = 8000,
+    function_module: Annotated[
+        list[str] | None,
+        typer.Option("--function-module", "-m", help="Module registering python step functions."),
+    ] = None,
+) -> None:
+    """Start Temporal (with its Web UI), a worker and the API; Ctrl-C stops them all."""
+    for name, port in (("Temporal", temporal_port), ("Web UI", ui_port), ("API", api_port)):
+        if _port_in_use(port):
+            fail(
+                f"port {port} for the {name} is already in use",
+                hint="stop what uses it, or pick another with a flag",
+            )
+    try:
+        temporal = find_temporal_binary()
+    except TemporalBinaryNotFound as error:
+        fail(str(error))
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings = settings_from(data_dir=data_dir.resolve(), temporal_address=f"127.0.0.1:{temporal_port}")
+    env = os.environ | {
+        "RTE_DATA_DIR": str(settings.data_dir),
+        "RTE_TEMPORAL_ADDRESS": settings.temporal_address,
+        "RTE_TEMPORAL_UI_URL": f"http://127.0.0.1:{ui_port}",
+    }
+    if function_module:
+        env["RTE_FUNCTION_MODULES"] = ",".join(function_module)
+    logs = data_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+    code = 0
+    try:
+        processes.append(
+            (
+                "temporal",
+                _spawn(
+                    [
+                        temporal,
+                        "server",
+                        "start-dev",
+                        "--db-filename",
+                        str(data_dir / "temporal.db"),
+                        "--ip",
+                        "127.0.0.1",
+                        "--port",
+                        str(temporal_port),
+                        "--ui-port",
+                        str(ui_port),
+                        "--log-level",
+                        "warn",
+                        *search_attribute_flags(),
+                    ],
+                    env,
+                    logs / "temporal.log",
+                ),
+            )
+        )
+        _wait_for_port("Temporal", temporal_port, processes)
+        processes.append(
+            ("worker", _spawn([sys.executable, "-m", "rte", "worker"], env, logs / "worker.log"))
+        )
+        processes.append(
+            (
+                "api",
+                _spawn(
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "--factory",
+                        "api.main:app",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(api_port),
+                        "--log-level",
+                        "warning",
+                    ],
+                    env,
+                    logs / "api.log",
+                ),
+            )
+        )
+        _wait_for_port("API", api_port, processes)
+        err_console.print(
+            f"[bold green]Runtime Engine is up[/]\n"
+            f"  Temporal      127.0.0.1:{temporal_port}\n"
+            f"  Web UI        http://127.0.0.1:{ui_port}\n"
+            f"  API           http://127.0.0.1:{api_port}  (health: /health, docs: /docs)\n"
+            f"  data          {settings.data_dir}  (logs in {logs})\n"
+            f"Run a workflow in another terminal: [bold]rte run examples/hello.yaml[/]. Ctrl-C stops everything.",
+            highlight=False,
+        )
+        code = _supervise(processes)
+    except KeyboardInterrupt:
+        err_console.print("stopping…")
+    finally:
+        _stop(processes)
+    raise typer.Exit(code)
+
+
+def _spawn(command: list[str], env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
+    log = log_file.open("ab")
+    # Own process group: Ctrl-C reaches `rte up` only, which then stops children in order.
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _wait_for_port(name: str, port: int, processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for process_name, process in processes:
+            if process.poll() is not None:
+                raise typer.Exit(_died(process_name, process))
+        if _port_in_use(port):
+            return
+        time.sleep(0.2)
+    fail(f"the {name} did not start listening on port {port} within {READY_TIMEOUT_S:.0f} s")
+
+
+def _died(name: str, process: subprocess.Popen[bytes]) -> int:
+    err_console.print(
+        f"[bold red]{name} exited with code {process.returncode}[/]; see its log in the data folder"
+    )
+    return 1
+
+
+def _supervise(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
+    while True:
+        for name, process in processes:
+            if process.poll() is not None:
+                return _died(name, process)
+        time.sleep(0.5)
+
+
+def _stop(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+    # API and worker first (they finish in-flight work), the server last.
+    for _name, process in reversed(processes):
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT if _name == "temporal" else signal.SIGTERM)
+            try:
+                process.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

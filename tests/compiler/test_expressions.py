@@ -1,0 +1,197 @@
+"""Expression checks: jq syntax, forbidden builtins, what each step reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.compiler import codes, compile_yaml, the
+from workflows.compiler import expression_problems
+
+
+def test_reads_are_the_upstream_steps_an_expression_names() -> None:
+    compilation = compile_yaml(
+        """
+        id: reads
+        steps:
+          - {id: a, kind: set, with: {n: 1}}
+          - {id: b, kind: set, with: {n: 2}}
+          - id: c
+            kind: set
+            needs: [a, b]
+            with: {n: "${ .steps.b.output.n }"}
+          - id: d
+            kind: set
+            needs: [c]
+            if: "${ .steps[\\"a\\"].output.n > 0 }"
+            with: {everything: "${ .steps }"}
+        outputs: "${ .steps.d.output }"
+        """
+    )
+    assert compilation.ok, compilation.diagnostics
+    steps = {step.id: step for step in compilation.plan.root.steps}
+    assert steps["c"].reads == ("b",)
+    assert steps["d"].reads == ("a", "b", "c")  # `.steps` whole: every upstream step
+
+
+def test_reading_a_step_that_is_only_reachable_through_others_is_fine() -> None:
+    compilation = compile_yaml(
+        """
+        id: transitive
+        steps:
+          - {id: a, kind: set, with: {n: 1}}
+          - {id: b, kind: set, needs: [a], with: {n: 2}}
+          - {id: c, kind: set, needs: [b], with: {sum: "${ .steps.a.output.n + .steps.b.output.n }"}}
+        outputs: "${ .steps.c.output }"
+        """
+    )
+    assert compilation.ok, compilation.diagnostics
+    assert compilation.plan.root.step("c").reads == ("a", "b")
+
+
+def test_a_step_reading_itself_is_an_error() -> None:
+    compilation = compile_yaml(
+        """
+        id: itself
+        steps:
+          - {id: a, kind: set, with: {n: "${ .steps.a.output }"}}
+        outputs: "${ .steps.a.output }"
+        """
+    )
+    assert the(compilation, "E204").message == "step 'a' reads its own output"
+
+
+def test_fields_named_like_forbidden_builtins_are_allowed() -> None:
+    compilation = compile_yaml(
+        """
+        id: fields
+        inputs: {type: object, properties: {env: {type: string}, now: {type: string}}}
+        steps:
+          - {id: a, kind: set, with: {e: "${ .inputs.env }", n: "${ .inputs.now }", i: "${ .inputs | keys }"}}
+        outputs: "${ .steps.a.output }"
+        """
+    )
+    assert compilation.ok, compilation.diagnostics
+
+
+@pytest.mark.parametrize(
+    ("program", "code"),
+    [
+        ("now", "E202"),
+        ("env.HOME", "E202"),
+        ("$ENV.HOME", "E202"),
+        ("[input]", "E202"),
+        ("[inputs]", "E202"),
+        ('"\\($ENV.SECRET)"', "E202"),  # hidden in string interpolation
+        ('"a\\("b\\(now)")"', "E202"),  # nested interpolation
+        ("debug", "E202"),
+        (".a | .[0", "E201"),
+        ("nosuchfunction(1)", "E201"),
+        ("$undefined", "E201"),
+        ("1) | (2", "E201"),  # cannot escape the batch it is checked in
+        ('"open', "E201"),
+    ],
+)
+def test_bad_programs_are_rejected(program: str, code: str) -> None:
+    assert [problem.code for problem in expression_problems([program])[0]] == [code]
+
+
+@pytest.mark.parametrize(
+    "program",
+    [
+        ".inputs.x",
+        '."now"',
+        '.a."env"',
+        "{input: 1} | .input",
+        "# comment\n.a",
+        '"now"',
+        "$__loc__",
+        ".a as $x | $x",
+    ],
+)
+def test_good_programs_pass(program: str) -> None:
+    assert expression_problems([program]) == [[]]
+
+
+def test_many_programs_are_checked_together_and_each_error_is_found() -> None:
+    programs = [f".steps.s{i}.output" for i in range(250)]
+    programs[7] = ".a | ("
+    programs[180] = "now"
+    problems = expression_problems(programs)
+    assert [index for index, found in enumerate(problems) if found] == [7, 180]
+
+
+def test_unterminated_template_is_reported_at_its_value() -> None:
+    compilation = compile_yaml(
+        """
+        id: open
+        steps:
+          - id: a
+            kind: set
+            with:
+              text: "hello ${ .inputs.name"
+        outputs: "${ .steps.a.output }"
+        """
+    )
+    error = the(compilation, "E201")
+    assert "closing '}' is missing" in error.message
+    assert (error.line, error.column) == (6, 13)
+
+
+def test_if_must_be_one_expression() -> None:
+    compilation = compile_yaml(
+        """
+        id: cond
+        steps:
+          - {id: a, kind: set, with: {n: 1}, if: "yes ${ true }"}
+        outputs: "${ .steps.a.output }"
+        """
+    )
+    error = the(compilation, "E201")
+    assert error.path == "/steps/0/if"
+    assert error.hint == "write the whole value as one ${ … } expression"
+
+
+def test_switch_conditions_and_transform_programs_are_checked() -> None:
+    compilation = compile_yaml(
+        """
+        id: checked
+        steps:
+          - id: route
+            kind: switch
+            with:
+              cases: [{name: a, when: "${ .x == }", then: [t]}]
+          - id: t
+            kind: transform
+            with: {input: 1, jq: "now"}
+        outputs: "${ .steps.t.output }"
+        """
+    )
+    assert codes(compilation) == ["E201", "E202"]
+    assert [d.path for d in compilation.diagnostics] == ["/steps/0/with/cases/0/when", "/steps/1/with/jq"]
+
+
+def test_transform_program_reads_its_input_not_the_steps() -> None:
+    compilation = compile_yaml(
+        """
+        id: transform
+        steps:
+          - {id: a, kind: set, with: {steps: {x: 1}}}
+          - {id: t, kind: transform, needs: [a], with: {input: "${ .steps.a.output }", jq: ".steps.x"}}
+        outputs: "${ .steps.t.output }"
+        """
+    )
+    assert compilation.ok, compilation.diagnostics
+    assert compilation.plan.root.step("t").reads == ("a",)
+    assert compilation.plan.root.step("t").with_["jq"] == ".steps.x"
+
+
+def test_literal_items_cannot_hold_expressions() -> None:
+    compilation = compile_yaml(
+        """
+        id: items
+        steps:
+          - {id: a, kind: set, for_each: {items: [1, "${ .inputs.x }"]}, with: {v: "${ .item }"}}
+        outputs: "${ .steps.a.output }"
+        """
+    )
+    assert the(compilation, "E201").path == "/steps/0/for_each/items"

@@ -1,0 +1,140 @@
+"""Parsing: YAML and JSON syntax errors at the parser's line:column, duplicate keys, odd documents."""
+
+from __future__ import annotations
+
+import json
+
+from tests.compiler import compile_yaml, the
+from workflows.compiler import compile_source
+from workflows.source import MAX_SOURCE_CHARS, parse_source
+
+
+def test_bad_yaml_indentation_points_at_the_offending_line() -> None:
+    compilation = compile_yaml(
+        """
+        id: broken
+        steps:
+          - id: a
+            kind: set
+           with: {x: 1}
+        """
+    )
+    error = the(compilation, "E001")
+    assert (error.line, error.column) == (5, 4)
+    assert error.message.startswith("invalid YAML:")
+    assert not compilation.ok and compilation.plan is None
+    assert [stage.status for stage in compilation.stages] == ["failed"] + ["skipped"] * 6
+
+
+def test_tab_indentation_gets_a_hint() -> None:
+    error = the(compile_yaml("id: tabs\nsteps:\n\t- id: a\n"), "E001")
+    assert (error.line, error.column) == (3, 1)
+    assert error.hint == "indent with spaces, not tabs"
+
+
+def test_unquoted_colon_in_a_value_gets_a_hint() -> None:
+    error = the(compile_yaml("id: x\ndescription: note: done\n"), "E001")
+    assert error.line == 2
+    assert "quote" in (error.hint or "")
+
+
+def test_malformed_json_reports_the_json_parser_position() -> None:
+    text = '{\n  "id": "x",\n  "steps": [\n    {"id": "a" "kind": "set"}\n  ]\n}'
+    error = the(compile_source(text, "flow.json"), "E001")
+    assert error.message == "invalid JSON: Expecting ',' delimiter"
+    assert (error.line, error.column) == (4, 16)
+
+
+def test_json_file_with_a_trailing_comma_is_an_error() -> None:
+    error = the(compile_source('{"id": "x", "steps": [],}', "flow.json"), "E001")
+    assert error.message == "invalid JSON: Expecting property name enclosed in double quotes"
+    assert (error.line, error.column) == (1, 25)
+
+
+def test_yaml_flow_style_that_looks_like_json_still_parses() -> None:
+    compilation = compile_source(
+        "{id: flow, steps: [{id: a, kind: set, with: {x: 1}}], outputs: '${ .steps.a.output }'}"
+    )
+    assert compilation.ok, compilation.diagnostics
+
+
+def test_duplicate_yaml_key_is_rejected_at_the_second_key() -> None:
+    compilation = compile_yaml(
+        """
+        id: dup
+        steps:
+          - id: a
+            kind: set
+            kind: http
+        """
+    )
+    error = the(compilation, "E002")
+    assert error.message == "duplicate key 'kind' in a mapping"
+    assert (error.line, error.column) == (5, 5)
+
+
+def test_duplicate_json_key_is_rejected_with_its_position() -> None:
+    error = the(compile_source('{"id": "a",\n "id": "b", "steps": []}'), "E002")
+    assert (error.line, error.column) == (2, 2)
+
+
+def test_empty_document_is_reported() -> None:
+    assert the(compile_yaml("# only a comment\n"), "E004").message == "the definition is empty"
+
+
+def test_a_list_at_the_top_level_is_not_a_definition() -> None:
+    error = the(compile_yaml("- id: a\n- id: b\n"), "E004")
+    assert "found a list" in error.message
+
+
+def test_oversized_source_is_refused_before_parsing() -> None:
+    error = the(compile_source("#" * (MAX_SOURCE_CHARS + 1)), "E003")
+    assert "limit" in error.message
+
+
+def test_yaml_tags_and_non_text_keys_are_refused_with_their_position() -> None:
+    tag = the(compile_yaml("id: x\nname: !secret abc\nsteps: []\n"), "E005")
+    assert (tag.line, tag.column, tag.path) == (2, 7, "/name")
+    key = the(
+        compile_yaml("id: x\nsteps: []\ninputs: {type: object, properties: {1: {type: string}}}\n"), "E005"
+    )
+    assert "quote the key" in (key.hint or "")
+
+
+def test_alias_bombs_are_stopped() -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 8)]
+    error = the(compile_yaml("\n".join(lines) + "\n"), "E005")
+    assert "more than" in error.message
+
+
+def test_positions_cover_keys_values_and_items() -> None:
+    source, problems = parse_source("id: x\nsteps:\n  - id: a\n    needs: [b, c]\n")
+    assert not problems and source is not None
+    positions = source.positions
+    assert positions[("id",)] == (1, 5)
+    assert positions.key(("steps",)) == (2, 1)
+    assert positions[("steps", 0)] == (3, 5)
+    assert positions[("steps", 0, "needs", 1)] == (4, 16)
+    assert positions.locate(("steps", 0, "kind")) == (3, 5)  # missing: where its parent starts
+    assert ("steps", 0, "needs", 0) in dict(positions)
+
+
+def test_json_positions_are_found_when_a_diagnostic_needs_them() -> None:
+    text = json.dumps({"id": "x", "steps": [{"id": "a", "kind": "set", "needs": ["zz"]}]}, indent=2)
+    error = the(compile_source(text, "flow.json"), "E103")
+    assert (error.line, error.column) == (8, 9)
+    assert error.path == "/steps/0/needs/0"
+
+
+def test_dates_in_yaml_stay_text() -> None:
+    compilation = compile_yaml(
+        """
+        id: dates
+        steps:
+          - {id: a, kind: set, with: {day: 2024-01-31}}
+        outputs: "${ .steps.a.output }"
+        """
+    )
+    assert compilation.plan is not None
+    assert compilation.plan.root.steps[0].with_ == {"day": "2024-01-31"}

@@ -1,0 +1,107 @@
+"""Shared fixtures: one real Temporal dev server per session, a worker per test on its own task
+queue, a real SQLite store, a real HTTP server for the services steps call."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from rte.config import Settings
+from rte.executions import outcome, start_execution
+from rte.store import Store
+from rte.temporal import SEARCH_ATTRIBUTES, find_temporal_binary
+from tests.support.http_server import TestServer
+from worker.main import build_worker
+from workflows.compiler import compile_source
+from workflows.plan import Plan
+from workflows.state import ExecutionConfig, ExecutionState
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_temporal_binary(),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    data_dir = tmp_path_factory.mktemp("rte-data")
+    return Settings(data_dir=data_dir, function_modules=["tests.support.functions"])
+
+
+@pytest.fixture(scope="session")
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    opened = await Store.open(settings)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def http_server() -> Iterator[TestServer]:
+    server = TestServer().start()
+    yield server
+    server.stop()
+
+
+class Engine:
+    """Runs definitions on a worker of its own (fresh task queue) and reports what happened."""
+
+    def __init__(self, client: Client, store: Store, settings: Settings, task_queue: str) -> None:
+        self.client, self.store, self.settings, self.task_queue = client, store, settings, task_queue
+
+    @staticmethod
+    def compile(source: str) -> Plan:
+        compilation = compile_source(source, "test.yaml")
+        errors = [d for d in compilation.diagnostics if d.severity == "error"]
+        assert compilation.ok and compilation.plan is not None, errors
+        return compilation.plan
+
+    async def start(
+        self, source: str | Plan, params: dict[str, Any] | None = None, config: ExecutionConfig | None = None
+    ) -> Any:
+        plan = source if isinstance(source, Plan) else self.compile(source)
+        return await start_execution(
+            self.client, plan, params or {}, task_queue=self.task_queue, config=config
+        )
+
+    async def run(
+        self, source: str | Plan, params: dict[str, Any] | None = None, config: ExecutionConfig | None = None
+    ) -> tuple[bool, Any, ExecutionState]:
+        handle = await self.start(source, params, config)
+        ok, result = await outcome(handle)
+        state = await handle.query("state", result_type=ExecutionState)
+        return ok, result, state
+
+
+@asynccontextmanager
+async def running_engine(client: Client, store: Store, settings: Settings) -> AsyncIterator[Engine]:
+    task_queue = f"test-{uuid.uuid4()}"
+    async with build_worker(client, store, settings, task_queue):
+        yield Engine(client, store, settings, task_queue)
+
+
+@pytest.fixture
+async def engine(client: Client, store: Store, settings: Settings) -> AsyncIterator[Engine]:
+    async with running_engine(client, store, settings) as running:
+        yield running

@@ -1,0 +1,635 @@
+"""How one execution runs its plan: blocks, steps, for_each items and the kinds of step.
+
+This module runs inside the Temporal workflow sandbox, so it only uses deterministic APIs
+(`workflow.now`, `workflow.sleep`, activities); everything it imports is passed through.
+`Run` holds the execution's state; each step kind has one small handler, dispatched by `run_kind`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.base import BatchItem, StepRequest, StepResult
+    from rte import temporal as sa
+    from rte.errors import EngineError, ErrorCategory
+    from workflows.durations import parse_duration
+    from workflows.expressions import evaluate, evaluate_template, truthy
+    from workflows.plan import ACTIVITY_KINDS, PURE_KINDS, OnError, PlanBlock, PlanStep, RetrySpec, StepKind
+    from workflows.state import (
+        MAX_ITEM_RECORDS,
+        ApprovalDecision,
+        ApprovalRequest,
+        ErrorInfo,
+        ExecutionInput,
+        ExecutionState,
+        ForEachSlice,
+        ItemRecord,
+        ItemsProgress,
+        StepState,
+        StepStatus,
+        bounded,
+    )
+
+# A for_each over more items than this runs its items in child workflows of this many items each,
+# so no single history grows past Temporal's limits.
+CHILD_SLICE_ITEMS = 1_000
+MAX_CHILDREN_IN_FLIGHT = 4
+# Search attribute upserts for progress are throttled to one per this much workflow time.
+PROGRESS_UPSERT_INTERVAL_S = 1.0
+CHECKPOINT_TIMER_S = 0.001
+
+
+class StepFailed(Exception):
+    def __init__(self, error: ErrorInfo) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _error(category: ErrorCategory | str, message: str, **fields: Any) -> ErrorInfo:
+    return ErrorInfo(category=str(category), message=message, **fields)
+
+
+class Run:
+    """The state and the machinery of one execution (or of one for_each slice of it)."""
+
+    def __init__(self, run_input: ExecutionInput) -> None:
+        info = workflow.info()
+        self.input = run_input
+        self.plan = run_input.plan
+        self.params = run_input.params
+        self.state = ExecutionState(
+            execution_id=info.workflow_id,
+            run_id=info.run_id,
+            definition_id=self.plan.definition_id,
+            definition_version=self.plan.version,
+            plan_hash=self.plan.hash,
+            trigger=run_input.trigger,
+            started_at=workflow.now(),
+            params=bounded(run_input.params),
+        )
+        self.results: dict[str, Any] = {}  # step id → output of completed steps
+        self.switch_choices: dict[str, str] = {}  # switch step id → chosen case name
+        self.gates = _switch_gates(self.plan.root)
+        self.approvals: dict[str, ApprovalDecision] = {}  # approval key → decision given
+        self.waiting_approvals: dict[str, ApprovalRequest] = {}
+        concurrency = run_input.config.max_concurrency or self.plan.max_concurrency
+        self.step_slots = asyncio.Semaphore(concurrency)
+        self._last_progress_upsert = 0.0
+        for step in self.plan.walk():
+            self.state.steps[step.path] = StepState(id=step.id, path=step.path, kind=step.kind.value)
+
+    # ----------------------------------------------------------------------------- blocks
+    async def run_block(self, block: PlanBlock) -> None:
+        if block.mode != "dag":
+            raise StepFailed(_error(ErrorCategory.CONFIGURATION, "sequence blocks are not supported yet"))
+        done = {step.id: asyncio.Event() for step in block.steps}
+        tasks = [asyncio.create_task(self._run_when_ready(step, done)) for step in block.steps]
+        try:
+            pending = set(tasks)
+            while pending:
+                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+                for task in finished:
+                    if task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+
+    async def _run_when_ready(self, step: PlanStep, done: dict[str, asyncio.Event]) -> None:
+        try:
+            for need in step.needs:
+                await done[need].wait()
+            await self.run_step(step)
+        finally:
+            done[step.id].set()
+
+    # ------------------------------------------------------------------------------ steps
+    async def run_step(self, step: PlanStep) -> None:
+        state = self.state.steps[step.path]
+        reason = self._skip_reason(step)
+        scope = self.scope_for(step) if reason is None else {}
+        if reason is None and step.if_:
+            condition = self._evaluate_or_fail(step, step.if_, scope)
+            if not truthy(condition):
+                reason = "its condition is false"
+        if reason is not None:
+            state.status, state.skipped_reason = StepStatus.SKIPPED, reason
+            state.ended_at = workflow.now()
+            return
+        state.status, state.started_at = StepStatus.RUNNING, workflow.now()
+        self._set_current(step, running=True)
+        try:
+            if step.kind not in ACTIVITY_KINDS:
+                output = await self._execute(step, scope, state)
+            else:
+                async with self.step_slots:  # the DAG's limit on steps doing I/O at once
+                    output = await self._execute(step, scope, state)
+        except StepFailed as failure:
+            failure.error.step_path = failure.error.step_path or step.path
+            state.status, state.error, state.ended_at = StepStatus.FAILED, failure.error, workflow.now()
+            self.state.error_count += 1
+            self._set_current(step, running=False)
+            self._upsert({sa.ERROR_COUNT: self.state.error_count})
+            if self._on_error(step) == OnError.CONTINUE:
+                return
+            raise
+        self.results[step.id] = output
+        state.status, state.output, state.ended_at = StepStatus.COMPLETED, bounded(output), workflow.now()
+        self._set_current(step, running=False)
+
+    async def _execute(self, step: PlanStep, scope: dict[str, Any], state: StepState) -> Any:
+        if step.for_each:
+            return await self.run_for_each(step, scope)
+        return await self.run_kind(step, scope, None, state)
+
+    def _on_error(self, step: PlanStep) -> OnError:
+        mode = self.input.config.error_mode
+        if mode == "continue":
+            return OnError.CONTINUE
+        if mode == "fail_fast":
+            return OnError.FAIL
+        return step.on_error
+
+    def _skip_reason(self, step: PlanStep) -> str | None:
+        statuses = [self.state.steps[self._path_of(need, step)].status for need in step.needs]
+        for need, status in zip(step.needs, statuses, strict=True):
+            if status == StepStatus.FAILED:
+                return f"step '{need}' failed"
+        gate = self.gates.get(step.id)
+        if gate is not None:
+            switch_id, cases = gate
+            if self.switch_choices.get(switch_id) not in cases:
+                return f"switch '{switch_id}' chose another case"
+        if statuses and all(status == StepStatus.SKIPPED for status in statuses):
+            return "every step it needs was skipped"
+        return None
+
+    def _path_of(self, step_id: str, sibling: PlanStep) -> str:
+        prefix = sibling.path.rsplit("/", 1)[0]
+        return f"{prefix}/{step_id}"
+
+    def scope_for(self, step: PlanStep) -> dict[str, Any]:
+        """The jq document a native step's expressions see: inputs and the steps it reads."""
+        steps = {
+            step_id: {
+                "output": self.results.get(step_id),
+                "status": self.state.steps[self._path_of(step_id, step)].status.value,
+            }
+            for step_id in step.reads
+        }
+        return {"inputs": self.params, "steps": steps}
+
+    def _evaluate_or_fail(
+        self, step: PlanStep, program: str, scope: dict[str, Any], template: bool = False
+    ) -> Any:
+        try:
+            return evaluate_template(program, scope) if template else evaluate(program, scope)
+        except EngineError as error:
+            raise StepFailed(
+                _error(error.category, error.message, step_path=step.path, details=error.details)
+            ) from None
+
+    # -------------------------------------------------------------------------- for_each
+    async def run_for_each(self, step: PlanStep, scope: dict[str, Any]) -> list[Any]:
+        assert step.for_each is not None
+        items = self._evaluate_or_fail(step, step.for_each.items, scope)
+        if not isinstance(items, list):
+            raise StepFailed(
+                _error(
+                    ErrorCategory.EXPRESSION, f"for_each.items must be an array, got {type(items).__name__}"
+                )
+            )
+        state = self.state.steps[step.path]
+        state.items = ItemsProgress(total=len(items))
+        self.state.items_total += len(items)
+        self._upsert({sa.ITEMS_TOTAL: self.state.items_total})
+        concurrency = step.for_each.concurrency
+        if len(items) > CHILD_SLICE_ITEMS and step.kind not in PURE_KINDS:
+            records = await self._run_slices(step, scope, items, concurrency)
+        else:
+            records = await self.run_items(step, scope, items, 0, concurrency)
+        failed = [record for record in records if record.status == "failed"]
+        if failed and self._on_error(step) != OnError.CONTINUE:
+            first = failed[0].error
+            message = f"{len(failed)} of {len(items)} items failed; item {failed[0].index}: {first.message if first else ''}"
+            raise StepFailed(
+                _error(first.category if first else "internal", message, item_index=failed[0].index)
+            )
+        return [record.output for record in records]
+
+    async def run_items(
+        self, step: PlanStep, scope: dict[str, Any], items: list[Any], offset: int, concurrency: int
+    ) -> list[ItemRecord]:
+        assert step.for_each is not None
+        spec = step.for_each
+        slots = asyncio.Semaphore(concurrency)
+        records: list[ItemRecord | None] = [None] * len(items)
+        batch_size = spec.batch_size if step.kind in ACTIVITY_KINDS else 1
+
+        def item_scope(position: int) -> dict[str, Any]:
+            return {**scope, spec.item_var: items[position], spec.index_var: offset + position}
+
+        async def one(position: int) -> None:
+            async with slots:
+                records[position] = await self._run_item(step, item_scope(position), offset + position)
+                self._item_finished(step, records[position])
+
+        async def batch(start: int) -> None:
+            async with slots:
+                chunk = range(start, min(start + batch_size, len(items)))
+                for record in await self._run_batch(step, [(offset + p, item_scope(p)) for p in chunk]):
+                    records[record.index - offset] = record
+                    self._item_finished(step, record)
+
+        if batch_size > 1:
+            await asyncio.gather(*(batch(start) for start in range(0, len(items), batch_size)))
+        else:
+            await asyncio.gather(*(one(position) for position in range(len(items))))
+        return [record for record in records if record is not None]
+
+    async def _run_item(self, step: PlanStep, scope: dict[str, Any], index: int) -> ItemRecord:
+        try:
+            output = await self.run_kind(step, scope, index, None)
+        except StepFailed as failure:
+            failure.error.item_index = index
+            return ItemRecord(
+                index=index, status="failed", error=failure.error, attempts=failure.error.attempts or 1
+            )
+        return ItemRecord(index=index, status="completed", output=output)
+
+    async def _run_batch(self, step: PlanStep, scoped: list[tuple[int, dict[str, Any]]]) -> list[ItemRecord]:
+        batch: list[BatchItem] = []
+        records: list[ItemRecord] = []
+        for index, scope in scoped:
+            try:
+                batch.append(
+                    BatchItem(item_index=index, params=self._evaluate_or_fail(step, step.with_, scope, True))
+                )
+            except StepFailed as failure:
+                records.append(ItemRecord(index=index, status="failed", error=failure.error))
+        if batch:
+            result = await self.call_activity(step, {}, None, batch=batch)
+            for item in result.items or []:
+                error = ErrorInfo.model_validate(item.error) if item.error else None
+                status = "completed" if item.ok else "failed"
+                records.append(
+                    ItemRecord(
+                        index=item.item_index,
+                        status=status,
+                        output=item.output,
+                        error=error,
+                        attempts=item.attempts,
+                    )
+                )
+        return sorted(records, key=lambda record: record.index)
+
+    def _item_finished(self, step: PlanStep, record: ItemRecord | None) -> None:
+        state = self.state.steps[step.path]
+        if record is None or state.items is None:
+            return
+        if record.status == "completed":
+            state.items.completed += 1
+        else:
+            state.items.failed += 1
+            self.state.error_count += 1
+        self.state.items_processed += 1
+        same_status = [sample for sample in state.item_samples if sample.status == record.status]
+        if len(same_status) < MAX_ITEM_RECORDS // 2:
+            state.item_samples.append(record.model_copy(update={"output": bounded(record.output, 2048)}))
+        now = workflow.now().timestamp()
+        finished = state.items.completed + state.items.failed == state.items.total
+        if finished or now - self._last_progress_upsert >= PROGRESS_UPSERT_INTERVAL_S:
+            self._last_progress_upsert = now
+            self._upsert(
+                {sa.ITEMS_PROCESSED: self.state.items_processed, sa.ERROR_COUNT: self.state.error_count}
+            )
+
+    async def _run_slices(
+        self, step: PlanStep, scope: dict[str, Any], items: list[Any], concurrency: int
+    ) -> list[ItemRecord]:
+        """Run a large for_each as child workflows of CHILD_SLICE_ITEMS items each."""
+        info = workflow.info()
+        in_flight = asyncio.Semaphore(MAX_CHILDREN_IN_FLIGHT)
+        per_child = (
+            max(1, concurrency // MAX_CHILDREN_IN_FLIGHT)
+            if concurrency >= MAX_CHILDREN_IN_FLIGHT
+            else concurrency
+        )
+        starts = list(range(0, len(items), CHILD_SLICE_ITEMS))
+        results: list[list[ItemRecord]] = [[] for _ in starts]
+
+        async def child(number: int, start: int) -> None:
+            async with in_flight:
+                piece = ForEachSlice(
+                    step_path=step.path,
+                    offset=start,
+                    items=items[start : start + CHILD_SLICE_ITEMS],
+                    scope=scope,
+                    concurrency=per_child,
+                )
+                child_input = self.input.model_copy(update={"trigger": "child", "slice": piece})
+                try:
+                    records = await workflow.execute_child_workflow(
+                        "RunPlan",  # the same interpreter runs each slice
+                        child_input,
+                        id=f"{info.workflow_id}/{step.path}/slice-{number}",
+                        search_attributes=TypedSearchAttributes(
+                            [
+                                SearchAttributePair(sa.TRIGGER_TYPE, "child"),
+                                SearchAttributePair(sa.PARENT_EXECUTION, info.workflow_id),
+                                SearchAttributePair(sa.DEFINITION_ID, self.plan.definition_id),
+                            ]
+                        ),
+                        result_type=list[ItemRecord],
+                    )
+                except ChildWorkflowError as error:
+                    raise StepFailed(
+                        _error(
+                            ErrorCategory.INTERNAL,
+                            f"slice {number} of step '{step.id}' failed: {error.cause or error}",
+                        )
+                    ) from None
+                results[number] = records
+                for record in records:
+                    self._item_finished(step, record)
+
+        await asyncio.gather(*(child(number, start) for number, start in enumerate(starts)))
+        return [record for records in results for record in records]
+
+    async def run_slice(self, piece: ForEachSlice) -> list[ItemRecord]:
+        step = next(step for step in self.plan.walk() if step.path == piece.step_path)
+        state = self.state.steps[step.path]
+        state.status, state.items = StepStatus.RUNNING, ItemsProgress(total=len(piece.items))
+        return await self.run_items(step, piece.scope, piece.items, piece.offset, piece.concurrency)
+
+    # ----------------------------------------------------------------------------- kinds
+    async def run_kind(
+        self, step: PlanStep, scope: dict[str, Any], item_index: int | None, state: StepState | None
+    ) -> Any:
+        handler = _KIND_HANDLERS.get(step.kind)
+        if handler is None:
+            raise StepFailed(
+                _error(
+                    ErrorCategory.CONFIGURATION, f"step kind '{step.kind}' is not supported by this engine"
+                )
+            )
+        return await handler(self, step, scope, item_index, state)
+
+    async def call_activity(
+        self,
+        step: PlanStep,
+        params: dict[str, Any],
+        item_index: int | None,
+        batch: list[BatchItem] | None = None,
+    ) -> StepResult:
+        info = workflow.info()
+        retry = step.retry or RetrySpec(max_attempts=1)
+        request = StepRequest(
+            execution_id=info.workflow_id,
+            run_id=info.run_id,
+            definition_id=self.plan.definition_id,
+            step_path=step.path,
+            kind=step.kind.value,
+            params=params,
+            item_index=item_index,
+            connection=step.connection,
+            timeout_s=step.timeout_s,
+            max_attempts=retry.max_attempts,
+            batch=batch,
+        )
+        activity_id = step.path if item_index is None else f"{step.path}[{item_index}]"
+        if batch:
+            activity_id = f"{step.path}[{batch[0].item_index}..{batch[-1].item_index}]"
+        timeout = timedelta(seconds=step.timeout_s or 300)
+        policy = RetryPolicy(
+            initial_interval=timedelta(seconds=retry.initial_interval_s),
+            backoff_coefficient=retry.backoff,
+            maximum_interval=timedelta(seconds=retry.max_interval_s),
+            maximum_attempts=1 if batch else retry.max_attempts,  # a batch retries its items itself
+            non_retryable_error_types=list(retry.non_retryable),
+        )
+        activity_name = "rte.batch" if batch else f"rte.{step.kind.value}"
+        # for_each items run as regular activities: many local activities in flight keep the
+        # workflow task open, so their checkpoints would stall the loop.
+        if step.local and not batch and item_index is None:
+            try:
+                result = await workflow.execute_local_activity(
+                    activity_name,
+                    request,
+                    activity_id=activity_id,
+                    start_to_close_timeout=timeout,
+                    retry_policy=policy,
+                    result_type=StepResult,
+                )
+            except (ActivityError, ApplicationError, TemporalTimeoutError) as error:
+                # A local activity's failure may arrive unwrapped (no ActivityError around it).
+                await _checkpoint()
+                raise StepFailed(_activity_error(error, step, item_index)) from None
+            await _checkpoint()
+            return result
+        try:
+            batch_timeout = timeout * len(batch) if batch else timeout
+            return await workflow.execute_activity(
+                activity_name,
+                request,
+                activity_id=activity_id,
+                start_to_close_timeout=batch_timeout,
+                retry_policy=policy,
+                result_type=StepResult,
+                heartbeat_timeout=timeout if batch else None,
+            )
+        except ActivityError as error:
+            raise StepFailed(_activity_error(error, step, item_index)) from None
+
+    def _set_current(self, step: PlanStep, running: bool) -> None:
+        if step.kind in PURE_KINDS:
+            return  # instantaneous: not worth a search attribute update
+        if running:
+            self.state.current_steps.append(step.path)
+        elif step.path in self.state.current_steps:
+            self.state.current_steps.remove(step.path)
+        self._upsert({sa.CURRENT_STEP: self.state.current_steps[-1] if self.state.current_steps else ""})
+
+    def _upsert(self, values: dict[Any, Any]) -> None:
+        if self.input.slice is not None:
+            return  # progress is reported by the parent
+        workflow.upsert_search_attributes([key.value_set(value) for key, value in values.items()])
+
+
+async def _checkpoint() -> None:
+    """Make the worker record a local activity's outcome in history before going on.
+
+    A local activity's outcome is only written when the workflow task completes; without this, a
+    worker killed a few steps later would run those completed steps again, and a replay (a query on
+    a closed execution) could end before the last outcome is applied. A 1 ms timer ends the task:
+    one server round trip, still far cheaper than a regular activity's two.
+    """
+    await workflow.sleep(CHECKPOINT_TIMER_S)
+
+
+def _activity_error(error: Exception, step: PlanStep, item_index: int | None) -> ErrorInfo:
+    cause = error.cause if isinstance(error, ActivityError) else error
+    if isinstance(cause, ApplicationError):
+        details = cause.details[0] if cause.details and isinstance(cause.details[0], dict) else {}
+        return _error(
+            cause.type or ErrorCategory.INTERNAL,
+            cause.message,
+            retryable=not cause.non_retryable,
+            step_path=step.path,
+            item_index=item_index,
+            attempts=details.get("attempt"),
+            details=details.get("details") or {},
+        )
+    if isinstance(cause, TemporalTimeoutError):
+        limit = f" of {step.timeout_s:g} s" if step.timeout_s else ""
+        return _error(
+            ErrorCategory.TIMEOUT,
+            f"step '{step.id}' ran past its timeout{limit}",
+            retryable=True,
+            step_path=step.path,
+            item_index=item_index,
+        )
+    return _error(ErrorCategory.INTERNAL, str(cause or error), step_path=step.path, item_index=item_index)
+
+
+def _switch_gates(block: PlanBlock) -> dict[str, tuple[str, frozenset[str]]]:
+    """Step id → (switch id, names of the cases that enable it), for steps a DAG switch gates."""
+    gates: dict[str, tuple[str, set[str]]] = {}
+    if block.mode != "dag":
+        return {}
+    for step in block.steps:
+        if step.kind != StepKind.SWITCH:
+            continue
+        for case in step.cases:
+            for target in (t.strip() for t in case.then.split(",")):
+                if target and target not in ("continue", "exit", "end"):
+                    gates.setdefault(target, (step.id, set()))[1].add(case.name)
+    return {target: (switch, frozenset(cases)) for target, (switch, cases) in gates.items()}
+
+
+# ------------------------------------------------------------------------------- handlers
+KindHandler = Callable[[Run, PlanStep, dict[str, Any], int | None, StepState | None], Awaitable[Any]]
+
+
+async def _set(
+    run: Run, step: PlanStep, scope: dict[str, Any], item: int | None, state: StepState | None
+) -> Any:
+    return run._evaluate_or_fail(step, step.with_, scope, template=True)
+
+
+async def _transform(
+    run: Run, step: PlanStep, scope: dict[str, Any], item: int | None, state: StepState | None
+) -> Any:
+    data = (
+        run._evaluate_or_fail(step, step.with_["input"], scope, template=True)
+        if "input" in step.with_
+        else scope
+    )
+    return run._evaluate_or_fail(step, str(step.with_.get("jq", ".")), data)
+
+
+async def _switch(
+    run: Run, step: PlanStep, scope: dict[str, Any], item: int | None, state: StepState | None
+) -> Any:
+    for case in step.cases:
+        if case.when is None or truthy(run._evaluate_or_fail(step, case.when, scope)):
+            run.switch_choices[step.id] = case.name
+            return {"branch": case.name}
+    run.switch_choices[step.id] = ""
+    return {"branch": None}
+
+
+async def _activity(
+    run: Run, step: PlanStep, scope: dict[str, Any], item: int | None, state: StepState | None
+) -> Any:
+    params = run._evaluate_or_fail(step, step.with_, scope, template=True)
+    if state is not None:
+        state.input = bounded(params)
+    result = await run.call_activity(step, params, item)
+    if state is not None:
+        state.attempts = int(result.metrics.get("attempt", 1))
+        state.metrics = result.metrics
+    return result.output
+
+
+async def _delay(
+    run: Run, step: PlanStep, scope: dict[str, Any], item: int | None, state: StepState | None
+) -> Any:
+    params = run._evaluate_or_fail(step, step.with_, scope, template=True)
+    try:
+        seconds = parse_duration(params.get("duration"))
+    except (TypeError, ValueError) as error:
+        raise StepFailed(_error(ErrorCategory.VALIDATION, f"delay: {error}")) from None
+    await workflow.sleep(seconds)
+    return {"slept_s": seconds}
+
+
+async def _approval(
+    run: Run, step: PlanStep, scope: dict[str, Any], item: int | None, state: StepState | None
+) -> Any:
+    params = run._evaluate_or_fail(step, step.with_, scope, template=True)
+    timeout_s = parse_duration(params["timeout"]) if params.get("timeout") else None
+    key = approval_key(step.path, item)
+    request = ApprovalRequest(
+        message=params.get("message"),
+        approvers=list(params.get("approvers") or []),
+        requested_at=workflow.now(),
+        timeout_s=timeout_s,
+    )
+    run.waiting_approvals[key] = request
+    if state is not None:
+        state.status, state.approval = StepStatus.WAITING, request
+    try:
+        await workflow.wait_condition(lambda: key in run.approvals, timeout=timeout_s)
+    except TimeoutError:
+        raise StepFailed(
+            _error(ErrorCategory.TIMEOUT, f"no decision within {timeout_s:g} s", step_path=step.path)
+        ) from None
+    finally:
+        run.waiting_approvals.pop(key, None)
+        if state is not None and state.status == StepStatus.WAITING:
+            state.status = StepStatus.RUNNING
+    decision = run.approvals[key]
+    output = {
+        "approved": decision.approved,
+        "by": decision.by,
+        "comment": decision.comment,
+        "payload": decision.payload,
+        "decided_at": workflow.now().isoformat(),
+    }
+    if not decision.approved:
+        raise StepFailed(
+            _error(
+                ErrorCategory.REJECTED,
+                f"rejected by {decision.by}" + (f": {decision.comment}" if decision.comment else ""),
+                details=output,
+            )
+        )
+    return output
+
+
+def approval_key(step_path: str, item_index: int | None) -> str:
+    return step_path if item_index is None else f"{step_path}[{item_index}]"
+
+
+_KIND_HANDLERS: dict[StepKind, KindHandler] = {
+    StepKind.SET: _set,
+    StepKind.TRANSFORM: _transform,
+    StepKind.SWITCH: _switch,
+    StepKind.HTTP: _activity,
+    StepKind.AI: _activity,
+    StepKind.SCRIPT: _activity,
+    StepKind.PYTHON: _activity,
+    StepKind.DELAY: _delay,
+    StepKind.APPROVAL: _approval,
+}

@@ -1,0 +1,119 @@
+"""The one generic Temporal workflow that runs any plan.
+
+`RunPlan` is thin: it builds a `Run` (workflows/execution.py), runs the plan's root block, evaluates
+the outputs, and answers the `state` query and the approval update. A failed execution fails the
+workflow with an `ApplicationError` whose type is the error category, so it reads well in the
+Temporal Web UI as well as through the API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from rte.errors import EngineError, ErrorCategory
+    from workflows.execution import Run, StepFailed, approval_key
+    from workflows.expressions import evaluate_template
+    from workflows.state import (
+        ApprovalDecision,
+        ErrorInfo,
+        ExecutionInput,
+        ExecutionState,
+        ExecutionStatus,
+        ItemRecord,
+        StepStatus,
+        bounded,
+    )
+
+
+@workflow.defn(name="RunPlan")
+class RunPlan:
+    @workflow.init
+    def __init__(self, run_input: ExecutionInput) -> None:
+        # Built before any handler runs, so queries and updates always see the execution's state.
+        self._run = Run(run_input)
+
+    @workflow.run
+    async def run(self, run_input: ExecutionInput) -> Any:
+        run = self._run
+        if run_input.slice is not None:
+            return await run.run_slice(run_input.slice)
+        try:
+            await run.run_block(run.plan.root)
+            output = self._outputs(run)
+        except StepFailed as failure:
+            self._finish(run, ExecutionStatus.FAILED, error=failure.error)
+            raise ApplicationError(
+                _failure_message(failure.error),
+                failure.error.model_dump(mode="json"),
+                type=failure.error.category,
+                non_retryable=True,
+            ) from None
+        self._finish(run, ExecutionStatus.COMPLETED, output=output)
+        return output
+
+    def _outputs(self, run: Run) -> Any:
+        completed = {
+            path: state for path, state in run.state.steps.items() if state.status == StepStatus.COMPLETED
+        }
+        steps = {
+            state.id: {"output": run.results.get(state.id), "status": state.status.value}
+            for state in run.state.steps.values()
+        }
+        if run.plan.outputs is None:
+            return {state.id: run.results.get(state.id) for state in completed.values()}
+        try:
+            return evaluate_template(run.plan.outputs, {"inputs": run.params, "steps": steps})
+        except EngineError as error:
+            raise StepFailed(
+                ErrorInfo(
+                    category=error.category.value, message=f"outputs: {error.message}", details=error.details
+                )
+            ) from None
+
+    def _finish(
+        self, run: Run, status: ExecutionStatus, output: Any = None, error: ErrorInfo | None = None
+    ) -> None:
+        run.state.status, run.state.ended_at = status, workflow.now()
+        run.state.output, run.state.error = bounded(output), error
+        run.state.current_steps = []
+
+    @workflow.query(name="state")
+    def state(self) -> ExecutionState:
+        state = self._run.state
+        if state.status == ExecutionStatus.RUNNING and self._run.waiting_approvals:
+            return state.model_copy(update={"status": ExecutionStatus.WAITING})
+        return state
+
+    @workflow.update(name="decide_approval")
+    async def decide_approval(self, decision: ApprovalDecision) -> ExecutionState:
+        self._run.approvals[self._approval_key(decision)] = decision
+        return self._run.state
+
+    @decide_approval.validator
+    def _validate_approval(self, decision: ApprovalDecision) -> None:
+        key = self._approval_key(decision)
+        if key not in self._run.waiting_approvals:
+            waiting = ", ".join(sorted(self._run.waiting_approvals)) or "none"
+            raise ApplicationError(
+                f"step '{decision.step}' is not waiting for approval (waiting: {waiting})",
+                type=ErrorCategory.VALIDATION.value,
+            )
+
+    def _approval_key(self, decision: ApprovalDecision) -> str:
+        path = decision.step
+        if path not in self._run.state.steps:  # a bare step id: find its path
+            path = next((p for p, s in self._run.state.steps.items() if s.id == decision.step), decision.step)
+        return approval_key(path, decision.item_index)
+
+
+def _failure_message(error: ErrorInfo) -> str:
+    where = f"step '{error.step_path}'" if error.step_path else "the execution"
+    item = f" (item {error.item_index})" if error.item_index is not None else ""
+    return f"{where}{item} failed [{error.category}]: {error.message}"
+
+
+__all__ = ["RunPlan", "ItemRecord"]

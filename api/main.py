@@ -1,59 +1,59 @@
-"""Assemble the FastAPI app: lifespan (Temporal client, SQL store) and the routers."""
+"""Assemble the FastAPI app: settings, the lifespan (SQL store, Temporal client), errors, routers.
+
+The app keeps no business state of its own — everything lives in Temporal and the SQL store — so
+any number of replicas can serve behind a load balancer.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 
+from api.errors import install_error_handlers
+from api.routes import all_routers
 from rte import __version__
 from rte.config import Settings, get_settings
 from rte.store import Store
 from rte.temporal import connect
 
+log = logging.getLogger("rte.api")
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> FastAPI:
+    """The API; pass `store` to share an open store (tests), else one is opened at start-up."""
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.api_auth:
+            log.warning(
+                "!!! API AUTHENTICATION IS DISABLED (RTE_API_AUTH=false): every caller is admin. "
+                "Never run like this outside local development. !!!"
+            )
         app.state.settings = settings
-        app.state.store = await Store.open(settings)
-        app.state.temporal = None
+        app.state.store = store or await Store.open(settings)
         try:
             app.state.temporal = await connect(settings)
-        except Exception:  # noqa: BLE001 - /health reports it; the API still serves what it can
+        except Exception as error:  # noqa: BLE001 - /health reports it; routes retry on use
+            log.warning("Temporal is not reachable yet at %s: %s", settings.temporal_address, error)
             app.state.temporal = None
         yield
-        await app.state.store.close()
+        if store is None:
+            await app.state.store.close()
 
-    app = FastAPI(title="Runtime Engine API", version=__version__, lifespan=lifespan)
-
-    @app.get("/health", tags=["health"])
-    async def health() -> JSONResponse:
-        """Liveness and dependencies: Temporal and the SQL store."""
-        checks: dict[str, str] = {}
-        client = app.state.temporal
-        try:
-            if client is None:
-                app.state.temporal = client = await connect(settings)
-            await client.service_client.check_health()
-            checks["temporal"] = "ok"
-        except Exception as error:  # noqa: BLE001
-            checks["temporal"] = f"unreachable: {error}"
-        try:
-            await app.state.store.definitions.list_latest()
-            checks["database"] = "ok"
-        except Exception as error:  # noqa: BLE001
-            checks["database"] = f"error: {type(error).__name__}"
-        healthy = all(value == "ok" for value in checks.values())
-        return JSONResponse(
-            {"status": "ok" if healthy else "degraded", "version": __version__, "checks": checks},
-            status_code=200 if healthy else 503,
-        )
-
+    app = FastAPI(
+        title="Runtime Engine API",
+        version=__version__,
+        description="Run, watch, inspect and recover durable workflows. Authenticate with "
+        "`Authorization: Bearer <API key>` (create keys with `rte keys create`).",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in all_routers():
+        app.include_router(router)
     return app
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
-from workflows.compiler import compile_source
 
 from bench.handwritten import HandWrittenChain, noop_activity
 from rte.config import Settings
@@ -28,6 +27,7 @@ from rte.executions import start_execution
 from rte.store import Store
 from rte.temporal import SEARCH_ATTRIBUTES, find_temporal_binary
 from worker.main import build_worker
+from workflows.compiler import compile_source
 
 STEPS = 10
 

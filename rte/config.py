@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     )
     max_concurrent_activities: int = 64
     temporal_ui_url: str = "http://127.0.0.1:8233"
+    api_auth: bool = Field(
+        True, description="Require API keys. Turn off (RTE_API_AUTH=false) only for local development."
+    )
+    api_max_body_bytes: int = 5_000_000
     # The script sandbox.
     sandbox_memory_mb: int = 256
     sandbox_cpu_seconds: int = 10

@@ -7,8 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from workflows.compiler import compile_file
-from workflows.params import ParamsError, parse_cli_params, validate_params
 
 from rte.cli._common import err_console, fail, run_async, settings_from
 from rte.cli.progress import ProgressView
@@ -16,7 +14,9 @@ from rte.config import Settings
 from rte.executions import outcome, start_execution
 from rte.temporal import connect
 from rte.watch import NoWorkerError, watch
+from workflows.compiler import compile_file
 from workflows.diagnostics import format_diagnostic
+from workflows.params import ParamsError, parse_cli_params, validate_params
 
 
 def register(app: typer.Typer) -> None:

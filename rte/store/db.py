@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from rte.config import Settings, get_settings
 from rte.errors import EngineError, ErrorCategory
+from rte.store.api_keys import ApiKeyRepository
 from rte.store.connections import ConnectionStore, SecretBox
 from rte.store.repositories import DefinitionRepository, LogRepository, MetricRepository
 
@@ -168,6 +169,7 @@ class Store:
         self.logs = LogRepository(self.sessions)
         self.metrics = MetricRepository(self.sessions)
         self.connections = ConnectionStore(self.sessions, secrets)
+        self.api_keys = ApiKeyRepository(self.sessions)
 
     @classmethod
     async def open(cls, settings: Settings | None = None, *, migrate_schema: bool = True) -> Store:

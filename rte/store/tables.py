@@ -144,3 +144,18 @@ class Connection(Base):
 
     def __repr__(self) -> str:
         return f"Connection(id={self.id!r}, type={self.type!r})"
+
+
+class ApiKey(Base):
+    """An API key: only a hash of its secret part is kept."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the public part of the key
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))  # viewer | operator | admin
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import insert, inspect, text
 from sqlalchemy.engine import Connection
 
@@ -17,7 +18,8 @@ from rte.store import MIGRATIONS_DIR, create_engine, migrate
 from rte.store.tables import Base, ExecutionLog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TABLES = {"definitions", "execution_logs", "step_metrics", "connections"}
+TABLES = {"definitions", "execution_logs", "step_metrics", "connections", "api_keys"}
+HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
 
 
 async def _state(url: str) -> tuple[set[str], list[str]]:
@@ -36,7 +38,7 @@ async def test_migrate_creates_every_table_at_head(db_url: str) -> None:
     await migrate(db_url)
     tables, versions = await _state(db_url)
     assert tables >= TABLES
-    assert versions == ["0001"]
+    assert versions == [HEAD]
 
 
 async def test_migrating_twice_is_a_no_op_that_keeps_data(
@@ -59,14 +61,14 @@ async def test_migrating_twice_is_a_no_op_that_keeps_data(
         assert count == 1
     finally:
         await engine.dispose()
-    assert (await _state(db_url))[1] == ["0001"]
+    assert (await _state(db_url))[1] == [HEAD]
 
 
 async def test_concurrent_migrations_from_several_tasks_all_succeed(db_url: str) -> None:
     await asyncio.gather(*(migrate(db_url) for _ in range(4)))
     tables, versions = await _state(db_url)
     assert tables >= TABLES
-    assert versions == ["0001"]
+    assert versions == [HEAD]
 
 
 async def test_concurrent_migrations_from_two_processes_both_succeed(db_url: str) -> None:
@@ -84,7 +86,7 @@ async def test_concurrent_migrations_from_two_processes_both_succeed(db_url: str
     results = await asyncio.gather(*(process.communicate() for process in processes))
     for process, (_, stderr) in zip(processes, results, strict=True):
         assert process.returncode == 0, stderr.decode()
-    assert (await _state(db_url))[1] == ["0001"]
+    assert (await _state(db_url))[1] == [HEAD]
 
 
 async def test_the_migrations_build_exactly_the_schema_the_models_describe(db_url: str) -> None:
@@ -104,7 +106,8 @@ async def test_the_migrations_build_exactly_the_schema_the_models_describe(db_ur
 
 def test_migrations_are_found_next_to_the_package() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
-    assert sorted(path.name for path in (MIGRATIONS_DIR / "versions").glob("*.py")) == ["0001_initial.py"]
+    names = sorted(path.name for path in (MIGRATIONS_DIR / "versions").glob("*.py"))
+    assert names[0] == "0001_initial.py" and names[-1].startswith(f"{HEAD}_")
 
 
 async def test_an_unreachable_database_is_a_clear_error_without_the_password() -> None:
@@ -120,8 +123,8 @@ async def test_an_unreachable_database_is_a_clear_error_without_the_password() -
 async def test_migrating_different_databases_at_once_in_one_process(db_url: str, tmp_path: Path) -> None:
     other = f"sqlite+aiosqlite:///{tmp_path / 'other' / 'rte.db'}"
     await asyncio.gather(migrate(db_url), migrate(other), migrate(db_url), migrate(other))
-    assert (await _state(db_url))[1] == ["0001"]
-    assert (await _state(other))[1] == ["0001"]
+    assert (await _state(db_url))[1] == [HEAD]
+    assert (await _state(other))[1] == [HEAD]
 
 
 async def test_an_in_memory_sqlite_database_is_refused_with_a_clear_error() -> None:

@@ -1,0 +1,81 @@
+"""Dependencies as `Annotated` aliases, so route signatures read like prose.
+
+`ViewerKey`, `OperatorKey`, `AdminKey` check the caller's API key (header `Authorization: Bearer
+rte_…` or `X-API-Key: rte_…`) and its role; every route takes exactly one of them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from temporalio.client import Client
+
+from api.errors import Problem
+from rte.config import Settings
+from rte.store import Store
+from rte.store.api_keys import ApiKeyInfo, InvalidApiKey, Role
+from rte.temporal import connect
+
+DEVELOPMENT_KEY = ApiKeyInfo.model_construct(id="development", name="auth disabled", role=Role.ADMIN)
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+async def get_temporal(request: Request) -> Client:
+    client = request.app.state.temporal
+    if client is None:
+        try:
+            request.app.state.temporal = client = await connect(request.app.state.settings)
+        except Exception as error:  # noqa: BLE001 - any failure means the same thing to the caller
+            raise Problem(503, "Temporal unavailable", f"cannot reach Temporal: {error}") from None
+    return client
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+StoreDep = Annotated[Store, Depends(get_store)]
+TemporalClientDep = Annotated[Client, Depends(get_temporal)]
+
+
+def _presented_key(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value:
+            raise Problem(401, "Unauthorized", "use 'Authorization: Bearer <API key>'")
+        return value.strip()
+    return request.headers.get("x-api-key")
+
+
+def require(role: Role):  # type: ignore[no-untyped-def]
+    async def check(request: Request) -> ApiKeyInfo:
+        if not request.app.state.settings.api_auth:
+            return DEVELOPMENT_KEY
+        key = _presented_key(request)
+        if not key:
+            raise Problem(401, "Unauthorized", "an API key is required: create one with `rte keys create`")
+        try:
+            info = await request.app.state.store.api_keys.verify(key)
+        except InvalidApiKey as error:
+            raise Problem(401, "Unauthorized", error.message) from None
+        if not info.role.allows(role):
+            raise Problem(
+                403,
+                "Forbidden",
+                f"this needs the {role.value} role; the key '{info.name}' is {info.role.value}",
+            )
+        request.state.api_key = info
+        return info
+
+    return check
+
+
+ViewerKey = Annotated[ApiKeyInfo, Depends(require(Role.VIEWER))]
+OperatorKey = Annotated[ApiKeyInfo, Depends(require(Role.OPERATOR))]
+AdminKey = Annotated[ApiKeyInfo, Depends(require(Role.ADMIN))]

@@ -56,6 +56,7 @@ async def main(runs: int) -> None:
         settings = Settings(data_dir=Path(data_dir), function_modules=["bench.functions"])
         store = await Store.open(settings)
         queue = f"bench-{uuid.uuid4()}"
+        baseline_queue = f"bench-baseline-{uuid.uuid4()}"
         plans = {
             "engine: 10 python steps": compile_source(chain("python")).plan,
             "engine: 10 set steps": compile_source(chain("set")).plan,
@@ -64,7 +65,7 @@ async def main(runs: int) -> None:
 
         async def handwritten() -> None:
             await client.execute_workflow(
-                HandWrittenChain.run, STEPS, id=f"hw-{uuid.uuid4()}", task_queue=queue
+                HandWrittenChain.run, STEPS, id=f"hw-{uuid.uuid4()}", task_queue=baseline_queue
             )
 
         def engine(plan_name: str) -> Callable[[], Awaitable[None]]:
@@ -79,7 +80,7 @@ async def main(runs: int) -> None:
         timings: dict[str, list[float]] = {name: [] for name in variants}
         engine_worker = build_worker(client, store, settings, queue)
         baseline_worker = Worker(
-            client, task_queue=queue, workflows=[HandWrittenChain], activities=[noop_activity]
+            client, task_queue=baseline_queue, workflows=[HandWrittenChain], activities=[noop_activity]
         )
         async with engine_worker, baseline_worker:
             for variant in variants.values():  # warm up

@@ -62,6 +62,10 @@ def up(
     logs.mkdir(exist_ok=True)
     processes: list[tuple[str, subprocess.Popen[bytes]]] = []
     code = 0
+    # Ctrl-C and SIGTERM both stop the stack cleanly, even when started from a script that
+    # ignores SIGINT for background jobs.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         processes.append(
             (
@@ -129,7 +133,13 @@ def up(
         err_console.print("stopping…")
     finally:
         _stop(processes)
+        if processes:
+            err_console.print("stopped: Temporal, the worker and the API")
     raise typer.Exit(code)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _spawn(command: list[str], env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:

@@ -30,12 +30,12 @@ def _env(client: Client, engine: Engine, settings: Settings) -> dict[str, str]:
     }
 
 
-async def _rte(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+async def _rte(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rte", *args, env=env, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 90)
     assert process.returncode is not None
     return subprocess.CompletedProcess(args, process.returncode, stdout.decode(), stderr.decode())
 
@@ -147,7 +147,8 @@ async def test_up_starts_the_stack_stops_on_ctrl_c_and_keeps_executions(tmp_path
     try:
         ran = await _rte("run", "examples/hello.yaml", "-p", "name=Ada", "--output", "json", env=env)
         assert ran.returncode == 0, ran.stderr
-        assert httpx.get(f"http://127.0.0.1:{ports['ui']}/", timeout=5).status_code == 200  # the Web UI
+        async with httpx.AsyncClient() as http:  # the Temporal Web UI answers too
+            assert (await http.get(f"http://127.0.0.1:{ports['ui']}/", timeout=5)).status_code == 200
     finally:
         log = stop(first)
     assert "stopped: Temporal, the worker and the API" in log

@@ -5,7 +5,7 @@ VALIDATION error naming the field) and `send_request` (one request through the p
 client, with auth, the idempotency key, metrics, one log line and error classification), which the
 `ai` step reuses.
 
-Connection secrets by type: `bearer` → `secret.token`; `api_key` → `secret.api_key`, sent in the
+Connection secrets by type: `bearer` → `secret.token`; `api_key` → `secret.key`, sent in the
 header `config.header` (default `X-API-Key`) or the query parameter `config.query_param`; `basic` →
 `secret.password` with `config.username` (or `secret.username`); `openai` → `secret.api_key` as a
 bearer token. Any connection may set `config.base_url`, which makes a relative `url` valid.
@@ -121,7 +121,7 @@ def apply_auth(
     elif kind == "openai":
         headers["Authorization"] = f"Bearer {_secret(connection, 'api_key')}"
     elif kind == "api_key":
-        key = _secret(connection, "api_key")
+        key = _secret(connection, "key")
         if connection.config.get("query_param"):
             query[str(connection.config["query_param"])] = key
         else:

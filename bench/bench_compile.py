@@ -1,6 +1,9 @@
 """How long the compiler takes on large definitions: a 1,000-step chain and a 1,000-step fan-out,
 each as YAML and as JSON, median of several runs, with the time per stage.
 
+A second table puts the YAML reader side by side with ruamel.yaml's round-trip loader (what the
+compiler used before), and shows what positions cost when a diagnostic needs them.
+
     python bench/bench_compile.py [--steps 1000] [--runs 7]
 """
 
@@ -17,6 +20,7 @@ from typing import Any
 from ruamel.yaml import YAML
 
 from workflows.compiler import STAGES, Compilation, compile_source
+from workflows.source import parse_source
 
 
 def chain(size: int) -> dict[str, Any]:
@@ -77,6 +81,32 @@ def measure(text: str, filename: str, runs: int) -> tuple[float, dict[str, float
     return statistics.median(totals), {name: statistics.median(values) for name, values in stages.items()}
 
 
+def median_ms(action: Callable[[], object], runs: int) -> float:
+    times: list[float] = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        action()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def parse_with_positions(text: str) -> None:
+    source, problems = parse_source(text)
+    assert source is not None, problems
+    assert source.positions.value(("steps", 0)) is not None  # forces the positions
+
+
+def yaml_readers(shapes: dict[str, Callable[[int], dict[str, Any]]], steps: int, runs: int) -> None:
+    print(f"\nreading {steps:,}-step YAML, median of {runs} runs (ms)")
+    print(f"{'definition':<16}{'ruamel rt':>11}{'this':>9}{'speed-up':>10}{'+ positions':>13}")
+    for shape, build in shapes.items():
+        text = as_yaml(build(steps))
+        ruamel = median_ms(lambda text=text: YAML(typ="rt").load(text), runs)
+        ours = median_ms(lambda text=text: parse_source(text), runs)
+        positioned = median_ms(lambda text=text: parse_with_positions(text), runs)
+        print(f"{shape:<16}{ruamel:>11.1f}{ours:>9.1f}{ruamel / ours:>9.1f}x{positioned:>13.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=1000)
@@ -95,6 +125,7 @@ def main() -> None:
             ratio = total / results["json"][0]
             row = f"{shape + ' ' + syntax:<16}{total:>9.1f}{ratio:>9.2f}  "
             print(row + "".join(f"{stages[name]:>12.1f}" for name in STAGES))
+    yaml_readers(shapes, args.steps, args.runs)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 SCHEMA_ID = "https://runtime-engine.dev/schemas/rte-workflow.schema.json"
 
@@ -70,7 +70,6 @@ KINDS: dict[str, KindSpec] = {
         activity=True,
         default_timeout_s=120,
         connection="required",
-        local_when_short=True,
     ),
     "script": KindSpec(
         "Run code in the sandbox.",
@@ -89,7 +88,6 @@ KINDS: dict[str, KindSpec] = {
         activity=True,
         default_timeout_s=60,
         connection="optional",
-        local_when_short=True,
     ),
     "delay": KindSpec("Wait durably.", required=("duration",), durations=("duration",)),
     "approval": KindSpec(
@@ -99,6 +97,8 @@ KINDS: dict[str, KindSpec] = {
 
 # Local activities are much faster but are not heartbeated: keep them to short steps.
 LOCAL_ACTIVITY_MAX_TIMEOUT_S = 60.0
+# Methods that are safe to repeat, so a short step using one may run as a local activity by default.
+SAFE_HTTP_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 DEFINITION_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
@@ -182,6 +182,13 @@ class StepDefinition(_Model):
         "pause: wait for an operator to retry, skip or fail.",
     )
     connection: StrictStr | None = Field(None, description="Id of a connection listed in `connections`.")
+    local: StrictBool | None = Field(
+        None,
+        description="Run as a Temporal local activity: in the worker, without a server round trip — several "
+        "times faster, but the step may run again if the worker dies before the workflow task "
+        "completes (at-least-once), so use it for short idempotent calls. Default: only http GET/HEAD "
+        "steps whose timeout is at most 60 s. for_each items always run as regular activities.",
+    )
 
 
 class WorkflowDefinition(_Model):

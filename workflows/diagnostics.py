@@ -10,7 +10,8 @@ Codes (the first letter gives the severity, the first digit the stage):
 - E2xx expressions: E201 jq syntax, E202 forbidden builtin, E203 reads an unknown step, E204 reads a step
   that is not upstream
 - E3xx graph: E301 cycle, E302 step that can never run
-- W3xx warnings: W301 unused output of a pure step, W302 unknown `with` key
+- W3xx warnings: W301 unused output of a pure step, W302 unknown `with` key, W303 `local` on a
+  for_each step (its items always run as regular activities)
 """
 
 from __future__ import annotations

@@ -46,6 +46,8 @@ MAX_CHILDREN_IN_FLIGHT = 4
 # Search attribute upserts for progress are throttled to one per this much workflow time.
 PROGRESS_UPSERT_INTERVAL_S = 1.0
 CHECKPOINT_TIMER_S = 0.001
+# The trail (step paths in start order) keeps this many of the latest starts.
+MAX_TRAIL = 10_000
 
 
 class StepFailed(Exception):
@@ -81,6 +83,7 @@ class Run:
         self.gates = _switch_gates(self.plan.root)
         self.approvals: dict[str, ApprovalDecision] = {}  # approval key → decision given
         self.waiting_approvals: dict[str, ApprovalRequest] = {}
+        self.trail: list[str] = []  # step paths in the order they started (a step in a loop repeats)
         concurrency = run_input.config.max_concurrency or self.plan.max_concurrency
         self.step_slots = asyncio.Semaphore(concurrency)
         self._last_progress_upsert = 0.0
@@ -127,7 +130,8 @@ class Run:
             state.ended_at = workflow.now()
             return
         state.status, state.started_at = StepStatus.RUNNING, workflow.now()
-        self._set_current(step, running=True)
+        self.record_start(step)
+        self.set_current(step, running=True)
         try:
             if step.kind not in ACTIVITY_KINDS:
                 output = await self._execute(step, scope, state)
@@ -138,14 +142,14 @@ class Run:
             failure.error.step_path = failure.error.step_path or step.path
             state.status, state.error, state.ended_at = StepStatus.FAILED, failure.error, workflow.now()
             self.state.error_count += 1
-            self._set_current(step, running=False)
-            self._upsert({sa.ERROR_COUNT: self.state.error_count})
+            self.set_current(step, running=False)
+            self.upsert({sa.ERROR_COUNT: self.state.error_count})
             if self._on_error(step) == OnError.CONTINUE:
                 return
             raise
         self.results[step.id] = output
         state.status, state.output, state.ended_at = StepStatus.COMPLETED, bounded(output), workflow.now()
-        self._set_current(step, running=False)
+        self.set_current(step, running=False)
 
     async def _execute(self, step: PlanStep, scope: dict[str, Any], state: StepState) -> Any:
         if step.for_each:
@@ -212,7 +216,7 @@ class Run:
         state = self.state.steps[step.path]
         state.items = ItemsProgress(total=len(items))
         self.state.items_total += len(items)
-        self._upsert({sa.ITEMS_TOTAL: self.state.items_total})
+        self.upsert({sa.ITEMS_TOTAL: self.state.items_total})
         concurrency = step.for_each.concurrency
         if len(items) > CHILD_SLICE_ITEMS and step.kind not in PURE_KINDS:
             records = await self._run_slices(step, scope, items, concurrency)
@@ -310,7 +314,7 @@ class Run:
         finished = state.items.completed + state.items.failed == state.items.total
         if finished or now - self._last_progress_upsert >= PROGRESS_UPSERT_INTERVAL_S:
             self._last_progress_upsert = now
-            self._upsert(
+            self.upsert(
                 {sa.ITEMS_PROCESSED: self.state.items_processed, sa.ERROR_COUNT: self.state.error_count}
             )
 
@@ -391,7 +395,11 @@ class Run:
         params: dict[str, Any],
         item_index: int | None,
         batch: list[BatchItem] | None = None,
+        *,
+        local: bool | None = None,
     ) -> StepResult:
+        """Run the step's activity. `local` overrides the default choice (a step marked local runs
+        as a local activity unless it is one of many for_each items in flight)."""
         info = workflow.info()
         retry = step.retry or RetrySpec(max_attempts=1)
         request = StepRequest(
@@ -421,7 +429,9 @@ class Run:
         activity_name = "rte.batch" if batch else f"rte.{step.kind.value}"
         # for_each items run as regular activities: many local activities in flight keep the
         # workflow task open, so their checkpoints would stall the loop.
-        if step.local and not batch and item_index is None:
+        if local is None:
+            local = step.local and not batch and item_index is None
+        if local:
             try:
                 result = await workflow.execute_local_activity(
                     activity_name,
@@ -433,9 +443,11 @@ class Run:
                 )
             except (ActivityError, ApplicationError, TemporalTimeoutError) as error:
                 # A local activity's failure may arrive unwrapped (no ActivityError around it).
-                await _checkpoint()
+                await checkpoint()
                 raise StepFailed(_activity_error(error, step, item_index)) from None
-            await _checkpoint()
+            # No checkpoint after a success: a timer costs about a second on some servers, which
+            # would make local slower than regular. Local steps are therefore opt-in (or safe GETs)
+            # and may run again if the worker dies before the workflow task completes.
             return result
         try:
             batch_timeout = timeout * len(batch) if batch else timeout
@@ -451,28 +463,33 @@ class Run:
         except ActivityError as error:
             raise StepFailed(_activity_error(error, step, item_index)) from None
 
-    def _set_current(self, step: PlanStep, running: bool) -> None:
+    def record_start(self, step: PlanStep) -> None:
+        self.trail.append(step.path)
+        if len(self.trail) > MAX_TRAIL:
+            del self.trail[: len(self.trail) - MAX_TRAIL]
+
+    def set_current(self, step: PlanStep, running: bool) -> None:
         if step.kind in PURE_KINDS:
             return  # instantaneous: not worth a search attribute update
         if running:
             self.state.current_steps.append(step.path)
         elif step.path in self.state.current_steps:
             self.state.current_steps.remove(step.path)
-        self._upsert({sa.CURRENT_STEP: self.state.current_steps[-1] if self.state.current_steps else ""})
+        self.upsert({sa.CURRENT_STEP: self.state.current_steps[-1] if self.state.current_steps else ""})
 
-    def _upsert(self, values: dict[Any, Any]) -> None:
+    def upsert(self, values: dict[Any, Any]) -> None:
         if self.input.slice is not None:
             return  # progress is reported by the parent
         workflow.upsert_search_attributes([key.value_set(value) for key, value in values.items()])
 
 
-async def _checkpoint() -> None:
+async def checkpoint() -> None:
     """Make the worker record a local activity's outcome in history before going on.
 
-    A local activity's outcome is only written when the workflow task completes; without this, a
-    worker killed a few steps later would run those completed steps again, and a replay (a query on
-    a closed execution) could end before the last outcome is applied. A 1 ms timer ends the task:
-    one server round trip, still far cheaper than a regular activity's two.
+    A local activity's outcome is only written when the workflow task completes. When a local step
+    fails and the failure ends the execution in the same task, a later replay (a query on the
+    closed execution) can miss that outcome; a 1 ms timer ends the task first. Timers are coarse on
+    some servers (about a second on the dev server), so this is used on failure only.
     """
     await workflow.sleep(CHECKPOINT_TIMER_S)
 

@@ -1,7 +1,8 @@
 """The one generic Temporal workflow that runs any plan.
 
-`RunPlan` is thin: it builds a `Run` (workflows/execution.py), runs the plan's root block, evaluates
-the outputs, and answers the `state` query and the approval update. A failed execution fails the
+`RunPlan` is thin: it builds a `Run` (workflows/execution.py), runs the plan — a native DAG with
+`Run.run_block`, a Serverless Workflow plan with `Flow` (workflows/swf/flow.py) — and answers the
+`state` and `trail` queries and the approval update. A failed execution fails the
 workflow with an `ApplicationError` whose type is the error category, so it reads well in the
 Temporal Web UI as well as through the API.
 """
@@ -27,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         StepStatus,
         bounded,
     )
+    from workflows.swf.flow import Flow
 
 
 @workflow.defn(name="RunPlan")
@@ -42,8 +44,11 @@ class RunPlan:
         if run_input.slice is not None:
             return await run.run_slice(run_input.slice)
         try:
-            await run.run_block(run.plan.root)
-            output = self._outputs(run)
+            if run.plan.expression_mode == "swf":
+                output = await Flow(run).run_workflow()
+            else:
+                await run.run_block(run.plan.root)
+                output = self._outputs(run)
         except StepFailed as failure:
             self._finish(run, ExecutionStatus.FAILED, error=failure.error)
             raise ApplicationError(
@@ -87,6 +92,11 @@ class RunPlan:
         if state.status == ExecutionStatus.RUNNING and self._run.waiting_approvals:
             return state.model_copy(update={"status": ExecutionStatus.WAITING})
         return state
+
+    @workflow.query(name="trail")
+    def trail(self) -> list[str]:
+        """Step paths in the order they started (a step that runs again appears again)."""
+        return self._run.trail
 
     @workflow.update(name="decide_approval")
     async def decide_approval(self, decision: ApprovalDecision) -> ExecutionState:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,8 +65,16 @@ class OnError(StrEnum):
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
+    # Fields added after plans were first hashed. `plan_hash` leaves them out while they hold their
+    # default, so a plan that does not use them keeps the hash it always had.
+    later_fields: ClassVar[frozenset[str]] = frozenset()
+
 
 class RetrySpec(_Frozen):
+    later_fields = frozenset(
+        {"linear", "when", "except_when", "max_elapsed_s", "attempt_timeout_s", "jitter_s"}
+    )
+
     max_attempts: int = Field(3, ge=1, description="Total attempts, the first included.")
     initial_interval_s: float = Field(1.0, gt=0)
     backoff: float = Field(2.0, ge=1.0)
@@ -74,6 +82,13 @@ class RetrySpec(_Frozen):
     non_retryable: tuple[str, ...] = Field(
         (), description="Error categories or types that must not be retried."
     )
+    # Serverless Workflow retry policies (a `try` task's `catch.retry`).
+    linear: bool = Field(False, description="The delay grows by initial_interval_s each attempt.")
+    when: str | None = Field(None, description="jq condition on the error: retry only when true.")
+    except_when: str | None = Field(None, description="jq condition on the error: never retry when true.")
+    max_elapsed_s: float | None = Field(None, gt=0, description="No new attempt after this long.")
+    attempt_timeout_s: float | None = Field(None, gt=0, description="Each attempt fails after this long.")
+    jitter_s: tuple[float, float] | None = Field(None, description="Random extra delay, from and to.")
 
 
 class ForEachSpec(_Frozen):
@@ -111,6 +126,8 @@ class CatchSpec(_Frozen):
 
 
 class PlanStep(_Frozen):
+    later_fields = frozenset({"schemas"})
+
     id: str
     path: str = Field(description="Stable address of the step, e.g. 'main/fetch' or 'main/loop/do/send'.")
     kind: StepKind
@@ -139,6 +156,9 @@ class PlanStep(_Frozen):
     catch: CatchSpec | None = None
     error: ErrorSpec | None = None
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
+    schemas: dict[str, JsonValue] = Field(
+        default_factory=dict, description="JSON Schemas of the step's `input`, `output` and `export`."
+    )
 
 
 class PlanBlock(_Frozen):
@@ -153,6 +173,8 @@ class PlanBlock(_Frozen):
 
 
 class Plan(_Frozen):
+    later_fields = frozenset({"input_from", "output_schema", "document"})
+
     format_version: int = PLAN_FORMAT_VERSION
     source_format: Literal["native", "swf"] = "native"
     definition_id: str
@@ -166,6 +188,11 @@ class Plan(_Frozen):
     timeout_s: float | None = None
     max_concurrency: int = Field(16, ge=1, description="Steps of a DAG running at once.")
     expression_mode: Literal["native", "swf"] = "native"
+    # Serverless Workflow: the top-level `input.from`, `output.schema`, and the source document
+    # (runtime expressions read it as `$workflow.definition`).
+    input_from: JsonValue = None
+    output_schema: dict[str, JsonValue] | None = None
+    document: dict[str, JsonValue] | None = None
     hash: str = ""
 
     def with_hash(self) -> Plan:
@@ -192,8 +219,29 @@ def _walk_block(block: PlanBlock, found: list[PlanStep]) -> None:
 def plan_hash(plan: Plan) -> str:
     """sha256 over the canonical JSON of the plan, its own hash field left out."""
     data = plan.model_dump(mode="json", by_alias=True, exclude={"hash"})
+    _drop_unused_later_fields(plan, data)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _drop_unused_later_fields(value: Any, dumped: Any) -> None:
+    """Remove from `dumped` (the JSON dump of `value`) every later field still at its default."""
+    if isinstance(value, _Frozen) and isinstance(dumped, dict):
+        for name, field in type(value).model_fields.items():
+            key = field.alias or name
+            if key not in dumped:
+                continue
+            attribute = getattr(value, name)
+            if name in value.later_fields and attribute == field.get_default(call_default_factory=True):
+                del dumped[key]
+            else:
+                _drop_unused_later_fields(attribute, dumped[key])
+    elif isinstance(value, list | tuple) and isinstance(dumped, list):
+        for item, dumped_item in zip(value, dumped, strict=True):
+            _drop_unused_later_fields(item, dumped_item)
+    elif isinstance(value, dict) and isinstance(dumped, dict):
+        for key, item in value.items():
+            _drop_unused_later_fields(item, dumped.get(key))
 
 
 CatchSpec.model_rebuild()

@@ -1,27 +1,43 @@
 """Definition text (YAML or JSON) → plain Python data plus where every value sits in the text.
 
-JSON is read with the standard library (C speed) and only re-read with ruamel.yaml when a diagnostic
-actually needs a position: a visual editor posts JSON through the API, and a 1,000-step definition then
-parses in milliseconds instead of half a second. YAML goes through the ruamel.yaml round-trip loader,
-whose nodes remember their line and column.
+Both syntaxes are read at C speed: JSON with the standard library, YAML with libyaml's parser (PyYAML's
+`CParser`, events only) and a small loop here that builds plain data from its events, with YAML 1.2
+core-schema scalars (`yes`, `on` and `no` stay text; `true`, `false`, `null`, `~`, numbers with `0o`,
+`0x`, `0b`, `_`), duplicate keys refused, anchors and aliases bounded (`MAX_ALIASED_VALUES`), nesting
+bounded (`MAX_NESTING`) and unknown tags refused. Dates and times stay the text they were written as.
+Nothing here recurses, so no document can overflow a stack.
+
+Where every value sits (line:column) is only worked out when a diagnostic needs it: the text is read
+once more, then — JSON by a tokenizer, YAML from the same events — so a definition that compiles
+cleanly never pays for it. A 1,000-step definition parses in tens of milliseconds either way.
 """
 
 from __future__ import annotations
 
 import bisect
-import datetime
 import json
-import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
-from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.scalarbool import ScalarBoolean
+from yaml import (
+    AliasEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
+from yaml.error import Mark, MarkedYAMLError, YAMLError
+from yaml.reader import ReaderError
+
+try:
+    from yaml._yaml import CParser as _Parser  # libyaml
+except ImportError:  # pragma: no cover - PyYAML built without libyaml: the same events, slower
+    from yaml import BaseLoader as _Parser  # type: ignore[assignment]
 
 from workflows.diagnostics import DataPath, Diagnostic, make_diagnostic
 
@@ -29,6 +45,8 @@ MAX_SOURCE_CHARS = 5_000_000
 # Aliases can make a small text expand into a huge value ("billion laughs"): cap the values that
 # aliases add (the rest is bounded by the size of the text).
 MAX_ALIASED_VALUES = 100_000
+# Mappings and lists inside each other deeper than this are refused (later stages recurse).
+MAX_NESTING = 200
 
 Position = tuple[int, int]  # 1-based line, column
 
@@ -53,7 +71,7 @@ class SourceMap(Mapping[DataPath, Position]):
         if self._positions is None:
             try:
                 self._positions = self._load()
-            except (YAMLError, RecursionError, ValueError):
+            except (YAMLError, _Unsupported, RecursionError, ValueError):
                 self._positions = ({}, {})  # positions are a courtesy; diagnostics still carry the path
         return self._positions
 
@@ -84,31 +102,6 @@ class SourceMap(Mapping[DataPath, Position]):
 
     def __len__(self) -> int:
         return len(self._maps[0])
-
-
-def _tree_positions(tree: Any) -> _Positions:
-    """Positions from ruamel.yaml's round-trip nodes (0-based `lc` data made 1-based)."""
-    values: dict[DataPath, Position] = {}
-    keys: dict[DataPath, Position] = {}
-    lc = getattr(tree, "lc", None)
-    if lc is not None and lc.line is not None:
-        values[()] = (lc.line + 1, lc.col + 1)
-    pending: list[tuple[Any, DataPath]] = [(tree, ())]
-    visited: set[int] = set()
-    while pending:
-        node, path = pending.pop()
-        if not isinstance(node, CommentedMap | CommentedSeq) or id(node) in visited:
-            continue  # an alias repeats a node: its values sit where the anchor is
-        visited.add(id(node))
-        for part, entry in (node.lc.data or {}).items():
-            child = (*path, part)
-            if isinstance(node, CommentedMap):
-                keys[child] = (entry[0] + 1, entry[1] + 1)
-                values[child] = (entry[2] + 1, entry[3] + 1)
-            else:
-                values[child] = (entry[0] + 1, entry[1] + 1)
-            pending.append((node[part], child))
-    return values, keys
 
 
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\]:,]|[^\s{}\[\]:,"]+')
@@ -158,19 +151,21 @@ class Source:
     syntax: Literal["yaml", "json"]
 
 
-@dataclass
-class _Expansion:
-    seen: set[int] = field(default_factory=set)
-    depth_in_alias: int = 0  # > 0 while converting a node an alias repeats
-    aliased_values: int = 0
-
-
 class _Unsupported(Exception):
-    def __init__(self, path: DataPath, message: str, hint: str | None = None) -> None:
+    """A value JSON cannot hold, or a YAML construct definitions do not allow (E005, or E001/E002)."""
+
+    def __init__(
+        self, code: str, message: str, path: DataPath, mark: Mark | None, hint: str | None = None
+    ) -> None:
         super().__init__(message)
-        self.path = path
+        self.code = code
         self.message = message
+        self.path = path
+        self.position = (mark.line + 1, mark.column + 1) if mark is not None else None
         self.hint = hint
+
+    def diagnostic(self) -> Diagnostic:
+        return make_diagnostic(self.code, self.message, self.path, self.position, self.hint)
 
 
 class _DuplicateJsonKey(Exception):
@@ -201,33 +196,20 @@ def parse_source(text: str, *, strict_json: bool = False) -> tuple[Source | None
                 return None, [_json_syntax_error(error)]
             json_error = error  # may still be YAML flow style, e.g. `{id: x, steps: []}`
         except (_DuplicateJsonKey, ValueError):
-            pass  # ruamel reports duplicate keys and NaN with their position
+            pass  # the YAML reader reports duplicate keys and NaN with their position
         except RecursionError:
             return None, [make_diagnostic("E001", "invalid JSON: values are nested too deeply")]
         else:
-            positions = SourceMap(lambda: _json_positions(text))
-            return _checked_root(data, positions, "json")
+            return _checked_root(data, SourceMap(lambda: _json_positions(text)), "json")
     try:
-        tree = _yaml().load(text)
-    except DuplicateKeyError as error:
-        return None, [_duplicate_key(error)]
+        data = _load_yaml(text)
+    except _Unsupported as problem:
+        return None, [problem.diagnostic()]
     except YAMLError as error:
         if json_error is not None:
             return None, [_json_syntax_error(json_error)]
-        return None, [_yaml_syntax_error(error)]
-    except RecursionError:
-        return None, [make_diagnostic("E001", "invalid YAML: values are nested too deeply")]
-    positions = SourceMap(lambda: _tree_positions(tree))
-    try:
-        data = _to_plain(tree, (), _Expansion(), set())
-    except _Unsupported as problem:
-        return None, [
-            make_diagnostic(
-                "E005", problem.message, problem.path, positions.locate(problem.path), problem.hint
-            )
-        ]
-    except RecursionError:
-        return None, [make_diagnostic("E001", "invalid YAML: values are nested too deeply")]
+        return None, [_yaml_syntax_error(error, text)]
+    positions = SourceMap(lambda: _yaml_positions(text))
     return _checked_root(
         data, positions, "json" if json_error is None and text.lstrip()[:1] == "{" else "yaml"
     )
@@ -254,13 +236,6 @@ def _checked_root(
     return Source(data, positions, syntax), []
 
 
-def _yaml() -> YAML:
-    # One instance per parse: ruamel.yaml loaders keep state and are not thread-safe.
-    loader = YAML(typ="rt")
-    loader.allow_duplicate_keys = False
-    return loader
-
-
 def _pairs_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result = dict(pairs)
     if len(result) != len(pairs):
@@ -272,73 +247,342 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _to_plain(node: Any, path: DataPath, state: _Expansion, open_nodes: set[int]) -> Any:
-    """ruamel.yaml's round-trip types → dict, list, str, int, float, bool, None."""
-    if isinstance(node, dict | list):
-        if id(node) in open_nodes:
+# YAML ---------------------------------------------------------------------------------------------
+
+_CORE = "tag:yaml.org,2002:"
+# YAML 1.2 core schema, as ruamel.yaml reads it (underscores in numbers allowed).
+_BOOLS = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
+_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_INT = re.compile(r"[-+]?(?:0b[0-1_]+|0o?[0-7_]+|[0-9_]+|0x[0-9a-fA-F_]+)")
+_FLOAT = re.compile(
+    r"[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+][0-9]+)?)"
+)
+_NOT_FINITE = re.compile(r"[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN)")
+_INT_BASES = {"0b": 2, "0o": 8, "0x": 16}
+_NUMBER_START = frozenset("-+0123456789.")
+_NO_KEY = object()  # a mapping frame waits for a key
+_MERGE = object()  # the key `<<`: the value is merged into the mapping
+
+
+class _Frame:
+    """A mapping or list being built: its value, the key its next value goes under, and anchoring."""
+
+    __slots__ = ("anchor", "key", "mark", "merges", "size_before", "value")
+
+    def __init__(self, value: dict[str, Any] | list[Any], anchor: str | None, mark: Mark, size: int) -> None:
+        self.value = value
+        self.key: Any = _NO_KEY
+        self.anchor = anchor
+        self.mark = mark
+        self.merges: list[tuple[Any, Mark]] = []
+        self.size_before = size
+
+    def path_part(self) -> str | int | None:
+        if isinstance(self.value, list):
+            return len(self.value)
+        return self.key if isinstance(self.key, str) else None
+
+
+def _load_yaml(text: str) -> Any:
+    """Plain data from YAML text, built from libyaml's events without recursion."""
+    parser = _Parser(text)
+    stack: list[_Frame] = []
+    anchors: dict[str, tuple[Any, int]] = {}  # name → (value, number of values in it)
+    open_anchors: set[str] = set()
+    aliased = 0
+    size = 0  # values built so far (aliases count the values they repeat)
+    root: Any = None
+    documents = 0
+
+    def path() -> DataPath:
+        return tuple(part for frame in stack if (part := frame.path_part()) is not None)
+
+    def place(value: Any, mark: Mark) -> None:
+        nonlocal root
+        if not stack:
+            root = value
+            return
+        frame = stack[-1]
+        if isinstance(frame.value, list):
+            frame.value.append(value)
+        elif frame.key is _NO_KEY:
+            if value is _MERGE:
+                frame.key = _MERGE
+                return
+            if not isinstance(value, str):
+                raise _Unsupported(
+                    "E005",
+                    f"mapping keys must be text, found {_described(value)}",
+                    path(),
+                    mark,
+                    _key_hint(value),
+                )
+            if value in frame.value:
+                raise _Unsupported(
+                    "E002",
+                    f"duplicate key '{value}' in a mapping",
+                    (*path(), value),
+                    mark,
+                    "each key may appear only once; remove or rename one of them",
+                )
+            frame.key = value
+        elif frame.key is _MERGE:
+            frame.merges.append((value, mark))
+            frame.key = _NO_KEY
+        else:
+            frame.value[frame.key] = value
+            frame.key = _NO_KEY
+
+    try:
+        while True:
+            event = parser.get_event()
+            kind = type(event)
+            if kind is ScalarEvent:
+                size += 1
+                value = _scalar(event, stack, path)
+                if event.anchor is not None:
+                    anchors[event.anchor] = (value, 1)
+                place(value, event.start_mark)
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                _check_collection_tag(event, path)
+                if len(stack) >= MAX_NESTING:
+                    raise _Unsupported(
+                        "E001", "invalid YAML: values are nested too deeply", path(), event.start_mark
+                    )
+                size += 1
+                container: dict[str, Any] | list[Any] = {} if kind is MappingStartEvent else []
+                if event.anchor is not None:
+                    open_anchors.add(event.anchor)
+                stack.append(_Frame(container, event.anchor, event.start_mark, size))
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                frame = stack.pop()
+                value = _merged(frame, path) if frame.merges else frame.value
+                if frame.anchor is not None:
+                    open_anchors.discard(frame.anchor)
+                    anchors[frame.anchor] = (value, size - frame.size_before + 1)
+                place(value, frame.mark)
+            elif kind is AliasEvent:
+                if event.anchor in open_anchors:
+                    raise _Unsupported(
+                        "E005",
+                        "an alias refers to a value that contains it",
+                        path(),
+                        event.start_mark,
+                        "remove the recursive alias",
+                    )
+                if event.anchor not in anchors:
+                    raise MarkedYAMLError(
+                        None, None, f"found undefined alias '{event.anchor}'", event.start_mark
+                    )
+                value, count = anchors[event.anchor]
+                aliased += count
+                size += count
+                if aliased > MAX_ALIASED_VALUES:
+                    raise _Unsupported(
+                        "E005",
+                        f"aliases expand the definition by more than {MAX_ALIASED_VALUES:,} values",
+                        path(),
+                        event.start_mark,
+                        "aliases (*name) that repeat large anchors multiply the size; write the values out",
+                    )
+                place(value, event.start_mark)
+            elif kind is DocumentStartEvent:
+                documents += 1
+                if documents > 1:
+                    raise MarkedYAMLError(
+                        None, None, "expected a single document, found another", event.start_mark
+                    )
+            elif kind is StreamEndEvent:
+                return root
+    except ReaderError as error:
+        mark = _mark_at(text, error.position)
+        raise _Unsupported("E001", f"invalid YAML: {_reader_problem(error)}", (), mark) from None
+    finally:
+        parser.dispose()
+
+
+def _described(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return "null" if value is None else f"{type(value).__name__} {json.dumps(value)}"
+
+
+def _key_hint(value: Any) -> str | None:
+    if isinstance(value, dict | list):
+        return "use text keys; a mapping or list cannot be a key"
+    return f"quote the key: '{'' if value is None else json.dumps(value)}'"
+
+
+def _scalar(event: ScalarEvent, stack: list[_Frame], path: Callable[[], DataPath]) -> Any:
+    value: str = event.value
+    tag = event.tag
+    if tag is None or tag == "!":
+        if tag is None and event.implicit[0]:
+            if value == "<<" and stack and stack[-1].key is _NO_KEY and isinstance(stack[-1].value, dict):
+                return _MERGE
+            return _plain(value, path, event.start_mark)
+        return value
+    if tag.startswith(_CORE):
+        kind = tag[len(_CORE) :]
+        if kind in ("str", "timestamp"):
+            return value  # dates and times stay the text they were written as
+        converted = _plain(value, path, event.start_mark)
+        wanted = {"int": int, "float": float, "bool": bool, "null": type(None)}.get(kind)
+        if wanted is float and type(converted) is int:
+            return float(converted)
+        if wanted is not None and type(converted) is wanted:
+            return converted
+        if wanted is not None:
             raise _Unsupported(
-                path, "an alias refers to a value that contains it", "remove the recursive alias"
+                "E005",
+                f"{value!r} is not a valid !!{kind}",
+                path(),
+                event.start_mark,
+                f"remove the tag !!{kind}",
             )
-        repeated = id(node) in state.seen
-        state.seen.add(id(node))
-        state.depth_in_alias += repeated
-        _count_aliased(state, path)
-        open_nodes.add(id(node))
-        try:
-            return _plain_container(node, path, state, open_nodes)
-        finally:
-            open_nodes.discard(id(node))
-            state.depth_in_alias -= repeated
-    _count_aliased(state, path)
-    if node is None or isinstance(node, bool):
-        return node
-    if isinstance(node, ScalarBoolean):
-        return bool(node)
-    if isinstance(node, str):
-        return str(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        if math.isnan(node) or math.isinf(node):
-            raise _Unsupported(path, f"{node} is not a finite number", "quote it if you meant text")
-        return float(node)
-    if isinstance(node, datetime.date):
-        return node.isoformat()  # YAML reads 2024-01-31 as a date; definitions are JSON data
-    if isinstance(node, TaggedScalar):
-        raise _Unsupported(path, f"YAML tag {node.tag.value!r} is not supported", "remove the tag")
     raise _Unsupported(
-        path, f"a {type(node).__name__} value is not supported in definitions", "use JSON-compatible values"
+        "E005", f"YAML tag {_shown_tag(tag)!r} is not supported", path(), event.start_mark, "remove the tag"
     )
 
 
-def _count_aliased(state: _Expansion, path: DataPath) -> None:
-    if not state.depth_in_alias:
-        return
-    state.aliased_values += 1
-    if state.aliased_values > MAX_ALIASED_VALUES:
+def _plain(value: str, path: Callable[[], DataPath], mark: Mark) -> Any:
+    """A plain scalar in the YAML 1.2 core schema: null, bool, int, float or text."""
+    if value in _NULLS:
+        return None
+    if value in _BOOLS:
+        return _BOOLS[value]
+    if value[:1] not in _NUMBER_START:
+        return value
+    if _NOT_FINITE.fullmatch(value):
+        number = float(value.replace(".", ""))
         raise _Unsupported(
-            path,
-            f"aliases expand the definition by more than {MAX_ALIASED_VALUES:,} values",
-            "aliases (*name) that repeat large anchors multiply the size; write the values out",
+            "E005", f"{number} is not a finite number", path(), mark, "quote it if you meant text"
         )
+    digits = value.replace("_", "")
+    try:
+        if _INT.fullmatch(value):
+            sign = -1 if digits[:1] == "-" else 1
+            digits = digits.lstrip("+-")
+            base = _INT_BASES.get(digits[:2], 10)
+            return sign * int(digits[2:] if base != 10 else digits, base)
+        if _FLOAT.fullmatch(value):
+            return float(digits)
+    except ValueError:
+        pass  # e.g. `+_`: underscores only
+    return value
 
 
-def _plain_container(node: dict | list, path: DataPath, state: _Expansion, open_nodes: set[int]) -> Any:
-    if isinstance(node, list):
-        return [_to_plain(value, (*path, index), state, open_nodes) for index, value in enumerate(node)]
-    result: dict[str, Any] = {}
-    for key, value in node.items():
-        if not isinstance(key, str):
-            raise _Unsupported(
-                path,
-                f"mapping keys must be text, found {type(key).__name__} {key!r}",
-                f"quote the key: '{key}'",
-            )
-        result[key] = _to_plain(value, (*path, key), state, open_nodes)
-    return result
+def _merged(frame: _Frame, path: Callable[[], DataPath]) -> dict[str, Any]:
+    """`<<: *defaults` (or a list of them): the merged mappings' keys, then the mapping's own."""
+    merged: dict[str, Any] = {}
+    for value, mark in frame.merges:
+        sources = value if isinstance(value, list) else [value]
+        for source in sources:
+            if not isinstance(source, dict):
+                raise _Unsupported(
+                    "E005", "`<<` merges mappings only", path(), mark, "write `<<: *anchor` of a mapping"
+                )
+            for key, item in source.items():
+                merged.setdefault(key, item)  # the first mapping listed wins
+    merged.update(frame.value)
+    return merged
 
 
-def _yaml_syntax_error(error: YAMLError) -> Diagnostic:
+def _check_collection_tag(
+    event: MappingStartEvent | SequenceStartEvent, path: Callable[[], DataPath]
+) -> None:
+    tag = event.tag
+    if tag is None or tag == "!" or tag == _CORE + ("map" if type(event) is MappingStartEvent else "seq"):
+        return
+    raise _Unsupported(
+        "E005", f"YAML tag {_shown_tag(tag)!r} is not supported", path(), event.start_mark, "remove the tag"
+    )
+
+
+def _shown_tag(tag: str) -> str:
+    return "!!" + tag[len(_CORE) :] if tag.startswith(_CORE) else tag
+
+
+def _yaml_positions(text: str) -> _Positions:
+    """Positions from libyaml's events (0-based marks made 1-based). An alias sits where it is
+    written; the values it repeats sit where its anchor's values are."""
+    values: dict[DataPath, Position] = {}
+    keys: dict[DataPath, Position] = {}
+    # Anchored collections: what was recorded inside each (to repeat under its aliases), and the
+    # ones still open with the number of frames open when they started.
+    anchored: dict[str, tuple[DataPath, list[tuple[bool, DataPath, Position]]]] = {}
+    open_anchors: list[tuple[str, int]] = []
+    # One frame per open collection: [its path, the current key or index, whether a key comes next].
+    frames: list[list[Any]] = []
+
+    def record(is_key: bool, path: DataPath, position: Position) -> None:
+        (keys if is_key else values)[path] = position
+        for name, _ in open_anchors:
+            anchored[name][1].append((is_key, path, position))
+
+    parser = _Parser(text)
+    try:
+        while True:
+            event = parser.get_event()
+            kind = type(event)
+            if kind is StreamEndEvent:
+                return values, keys
+            if kind is MappingEndEvent or kind is SequenceEndEvent:
+                frames.pop()
+                if open_anchors and open_anchors[-1][1] == len(frames):
+                    open_anchors.pop()
+                if frames:
+                    _advance(frames[-1])
+                continue
+            if kind not in _NODE_EVENTS:
+                continue
+            mark = event.start_mark
+            frame = frames[-1] if frames else None
+            if frame is not None and frame[2]:  # a key
+                if kind is not ScalarEvent:
+                    return values, keys  # a mapping or list as a key: never in a valid definition
+                frame[1], frame[2] = event.value, False
+                record(True, (*frame[0], frame[1]), (mark.line + 1, mark.column + 1))
+                continue
+            path = () if frame is None else (*frame[0], frame[1])
+            record(False, path, (mark.line + 1, mark.column + 1))
+            if kind is AliasEvent and event.anchor in anchored:
+                anchor, inside = anchored[event.anchor]
+                for is_key, inner, position in list(inside):
+                    record(is_key, (*path, *inner[len(anchor) :]), position)
+            if kind is MappingStartEvent or kind is SequenceStartEvent:
+                if event.anchor is not None:
+                    anchored[event.anchor] = (path, [])
+                    open_anchors.append((event.anchor, len(frames)))
+                frames.append([path, None, True] if kind is MappingStartEvent else [path, 0, False])
+            elif frame is not None:
+                _advance(frame)
+    finally:
+        parser.dispose()
+
+
+_NODE_EVENTS = frozenset({ScalarEvent, AliasEvent, MappingStartEvent, SequenceStartEvent})
+
+
+def _advance(frame: list[Any]) -> None:
+    """After a value: a list moves to its next index, a mapping waits for its next key."""
+    if isinstance(frame[1], int) and not frame[2]:
+        frame[1] += 1
+    else:
+        frame[2] = True
+
+
+def _mark_at(text: str, offset: int) -> Mark:
+    line = text.count("\n", 0, offset)
+    column = offset - (text.rfind("\n", 0, offset) + 1)
+    return Mark("<input>", offset, line, column, None, None)
+
+
+def _reader_problem(error: ReaderError) -> str:
+    return str(error).splitlines()[0]  # "unacceptable character #x0001: control characters are not allowed"
+
+
+def _yaml_syntax_error(error: YAMLError, text: str) -> Diagnostic:
     mark = None
     message = str(error).strip().splitlines()[0] if str(error).strip() else "syntax error"
     if isinstance(error, MarkedYAMLError):
@@ -347,32 +591,28 @@ def _yaml_syntax_error(error: YAMLError) -> Diagnostic:
         if error.context and error.problem:
             message = f"{error.problem} ({error.context})"
     position = (mark.line + 1, mark.column + 1) if mark is not None else None
-    return make_diagnostic("E001", f"invalid YAML: {message}", (), position, _syntax_hint(message))
+    found = _character_at(text, mark.line, mark.column) if mark is not None else ""
+    return make_diagnostic("E001", f"invalid YAML: {message}", (), position, _syntax_hint(message, found))
 
 
-def _syntax_hint(message: str) -> str | None:
-    if "'\\t'" in message or "tab" in message.lower():
+def _character_at(text: str, line: int, column: int) -> str:
+    start = 0
+    for _ in range(line):
+        start = text.find("\n", start) + 1
+        if start == 0:
+            return ""
+    return text[start + column : start + column + 1]
+
+
+def _syntax_hint(message: str, found: str) -> str | None:
+    if found == "\t" or "tab" in message.lower():
         return "indent with spaces, not tabs"
     if "mapping values are not allowed" in message:
         return "quote values that contain ': ', e.g. message: \"note: done\""
-    if "found character '@'" in message or "found character '`'" in message:
+    if found in ("@", "`"):
         return "quote values that start with @ or `"
     return None
 
 
 def _json_syntax_error(error: json.JSONDecodeError) -> Diagnostic:
     return make_diagnostic("E001", f"invalid JSON: {error.msg}", (), (error.lineno, error.colno))
-
-
-def _duplicate_key(error: DuplicateKeyError) -> Diagnostic:
-    mark = error.problem_mark
-    key = str(error.problem or "")
-    if key.startswith('found duplicate key "'):
-        key = key[len('found duplicate key "') :].split('" with value', 1)[0]
-    return make_diagnostic(
-        "E002",
-        f"duplicate key '{key}' in a mapping",
-        (),
-        (mark.line + 1, mark.column + 1) if mark is not None else None,
-        "each key may appear only once; remove or rename one of them",
-    )

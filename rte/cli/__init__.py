@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from rte.cli import approve_cmd, compile_cmd, connections_cmd, keys_cmd, run_cmd, up_cmd, worker_cmd
+from rte.cli import (
+    approve_cmd,
+    compile_cmd,
+    connections_cmd,
+    export_cmd,
+    keys_cmd,
+    run_cmd,
+    up_cmd,
+    worker_cmd,
+)
 
 app = typer.Typer(
     name="rte",
@@ -14,7 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (up_cmd, worker_cmd, compile_cmd, run_cmd, approve_cmd, connections_cmd, keys_cmd):
+for module in (up_cmd, worker_cmd, compile_cmd, run_cmd, approve_cmd, connections_cmd, keys_cmd, export_cmd):
     module.register(app)
 
 

@@ -22,8 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from rte.config import Settings, get_settings
 from rte.errors import EngineError, ErrorCategory
 from rte.store.api_keys import ApiKeyRepository
+from rte.store.compilations import CompilationRepository
 from rte.store.connections import ConnectionStore, SecretBox
+from rte.store.presets import PresetRepository
 from rte.store.repositories import DefinitionRepository, LogRepository, MetricRepository
+from rte.store.webhooks import WebhookRepository
 
 try:  # POSIX only; elsewhere SQLite's own locking is all we have.
     import fcntl
@@ -170,6 +173,9 @@ class Store:
         self.metrics = MetricRepository(self.sessions)
         self.connections = ConnectionStore(self.sessions, secrets)
         self.api_keys = ApiKeyRepository(self.sessions)
+        self.webhooks = WebhookRepository(self.sessions)
+        self.compilations = CompilationRepository(self.sessions)
+        self.presets = PresetRepository(self.sessions)
 
     @classmethod
     async def open(cls, settings: Settings | None = None, *, migrate_schema: bool = True) -> Store:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -159,3 +160,53 @@ class ApiKey(Base):
     expires_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class CompilationRecord(Base):
+    """One compile of a definition's source: stages, diagnostics and (when it compiled) the artifacts."""
+
+    __tablename__ = "compilations"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    filename: Mapped[str] = mapped_column(String(500))
+    definition_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    source_format: Mapped[str] = mapped_column(String(20))  # native | swf
+    ok: Mapped[bool]
+    source: Mapped[str] = mapped_column(Text)
+    stages: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    diagnostics: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    plan: Mapped[dict[str, Any] | None]
+    artifacts: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Preset(Base):
+    """A saved way to run a definition: parameters, execution configuration and connections."""
+
+    __tablename__ = "presets"
+    __table_args__ = (UniqueConstraint("definition_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    definition_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    params: Mapped[dict[str, Any]]
+    config: Mapped[dict[str, Any]]
+    connections: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Webhook(Base):
+    """A URL that starts runs of one definition; only a hash of its token is kept."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the public part of the token
+    definition_id: Mapped[str] = mapped_column(String(200), index=True)
+    # The version every run uses; None runs the latest version at the time of each call.
+    definition_version: Mapped[str | None] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]

@@ -68,15 +68,15 @@ async def test_full_response_mode_returns_status_headers_and_body(server, make_c
     [
         ("bearer", {"token": "tok-bearer-1"}, {}, ("header", "authorization"), "Bearer tok-bearer-1"),
         ("openai", {"api_key": "sk-openai-1"}, {}, ("header", "authorization"), "Bearer sk-openai-1"),
-        ("api_key", {"api_key": "key-default-1"}, {}, ("header", "x-api-key"), "key-default-1"),
+        ("api_key", {"key": "key-default-1"}, {}, ("header", "x-api-key"), "key-default-1"),
         (
             "api_key",
-            {"api_key": "key-custom-1"},
+            {"key": "key-custom-1"},
             {"header": "X-Token"},
             ("header", "x-token"),
             "key-custom-1",
         ),
-        ("api_key", {"api_key": "key-query-1"}, {"query_param": "key"}, ("query", "key"), "key-query-1"),
+        ("api_key", {"key": "key-query-1"}, {"query_param": "key"}, ("query", "key"), "key-query-1"),
         (
             "basic",
             {"password": "pw-basic-1"},
@@ -222,7 +222,7 @@ async def test_secrets_never_appear_in_errors_or_logs(server, make_ctx, connecti
 
 
 async def test_query_string_credentials_stay_out_of_messages(server, make_ctx, connections, visible_text):
-    connections.add("q", "api_key", {"api_key": "qkey-secret-99"}, {"query_param": "api_key"})
+    connections.add("q", "api_key", {"key": "qkey-secret-99"}, {"query_param": "api_key"})
     ctx = make_ctx()
     error = await failing({"url": server.url("/status/500"), "connection": "q"}, ctx)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.compiler import codes, compile_yaml, the
-from workflows.compiler import expression_problems
+from workflows.compiler import expression_problems as problems_from_the_compiler
+from workflows.expressions import expression_problems
 
 
 def test_reads_are_the_upstream_steps_an_expression_names() -> None:
@@ -195,3 +196,46 @@ def test_literal_items_cannot_hold_expressions() -> None:
         """
     )
     assert the(compilation, "E201").path == "/steps/0/for_each/items"
+
+
+def test_the_compiler_still_exports_the_expression_checker() -> None:
+    assert problems_from_the_compiler is expression_problems
+
+
+def test_a_step_id_with_a_dash_read_as_a_field_gets_a_hint() -> None:
+    compilation = compile_yaml(
+        """
+        id: dashed
+        steps:
+          - {id: fetch-orders, kind: set, with: {n: 1}}
+          - {id: b, kind: set, needs: [fetch-orders], with: {n: "${ .steps.fetch-orders.output.n }"}}
+        outputs: "${ .steps.b.output }"
+        """
+    )
+    error = the(compilation, "E201")  # jq reads `.steps.fetch - orders`; no "unused output" warning
+    assert (
+        error.message
+        == "invalid jq: orders/0 is not defined (at column 14) in ${ .steps.fetch-orders.output.n }"
+    )
+    assert error.hint == 'step ids with "-" are read as .steps["fetch-orders"]'
+
+
+def test_reads_through_brackets_and_interpolations_are_found_and_text_is_not_a_read() -> None:
+    compilation = compile_yaml(
+        """
+        id: reads
+        steps:
+          - {id: fetch-orders, kind: set, with: {n: 1}}
+          - {id: b, kind: set, with: {n: 2}}
+          - id: c
+            kind: set
+            needs: [fetch-orders, b]
+            with:
+              n: '${ .steps["fetch-orders"].output.n }'
+              text: '${ "see .steps.ghost or \\(.steps.b.output.n)" }'
+              other: "${ .inputs.steps.x }"
+        outputs: "${ .steps.c.output }"
+        """
+    )
+    assert compilation.ok, compilation.diagnostics
+    assert compilation.plan.root.step("c").reads == ("fetch-orders", "b")

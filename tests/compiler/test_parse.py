@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.compiler import compile_yaml, the
 from workflows.compiler import compile_source
 from workflows.source import MAX_SOURCE_CHARS, parse_source
@@ -138,3 +140,95 @@ def test_dates_in_yaml_stay_text() -> None:
     )
     assert compilation.plan is not None
     assert compilation.plan.root.steps[0].with_ == {"day": "2024-01-31"}
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("yes", "yes"),  # YAML 1.2: only true/false are booleans
+        ("on", "on"),
+        ("No", "No"),
+        ("true", True),
+        ("FALSE", False),
+        ("~", None),
+        ("null", None),
+        ("", None),
+        ("012", 12),
+        ("0o17", 15),
+        ("0x1F", 31),
+        ("-0b101", -5),
+        ("1_000", 1000),
+        ("1.5e3", 1500.0),
+        (".5", 0.5),
+        ("1:30", "1:30"),  # no sexagesimal numbers
+        ("2024-01-31T10:00:00Z", "2024-01-31T10:00:00Z"),  # times stay the text written
+        ("'yes'", "yes"),
+        ("!!str 12", "12"),
+        ("!!float 1", 1.0),
+        ("=", "="),
+    ],
+)
+def test_scalars_follow_the_yaml_1_2_core_schema(text: str, value: object) -> None:
+    source, problems = parse_source(f"k: {text}\n")
+    assert not problems and source is not None
+    assert source.data["k"] == value
+    assert type(source.data["k"]) is type(value)
+
+
+def test_a_yaml_1_1_directive_does_not_bring_back_yes_and_no() -> None:
+    source, _ = parse_source("%YAML 1.1\n---\nk: yes\n")
+    assert source is not None and source.data == {"k": "yes"}
+
+
+def test_merge_keys_and_aliases_work_and_explicit_keys_win() -> None:
+    source, problems = parse_source(
+        "defaults: &d {retry: {max_attempts: 5}, timeout: 10s}\nstep:\n  <<: *d\n  timeout: 30s\nagain: *d\n"
+    )
+    assert not problems and source is not None
+    assert source.data["step"] == {"retry": {"max_attempts": 5}, "timeout": "30s"}
+    assert source.data["again"] == {"retry": {"max_attempts": 5}, "timeout": "10s"}
+    assert source.positions[("again", "retry", "max_attempts")] == (1, 37)  # where the anchor's value is
+    assert source.positions[("again",)] == (5, 8)  # the alias itself
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "position", "message"),
+    [
+        ("a: *nope\n", "E001", (1, 4), "invalid YAML: found undefined alias 'nope'"),
+        ("a: &x [1, *x]\n", "E005", (1, 11), "an alias refers to a value that contains it"),
+        ("a: 1\n---\nb: 2\n", "E001", (2, 1), "invalid YAML: expected a single document, found another"),
+        ("a: x\x01\n", "E001", (1, 5), "invalid YAML: unacceptable character #x0001"),
+        ("a: .nan\n", "E005", (1, 4), "nan is not a finite number"),
+        ("a: !!set {x}\n", "E005", (1, 4), "YAML tag '!!set' is not supported"),
+        ("a: !!binary aGk=\n", "E005", (1, 4), "YAML tag '!!binary' is not supported"),
+        ("a: !!int x\n", "E005", (1, 4), "'x' is not a valid !!int"),
+        ("? [a]\n: 1\n", "E005", (1, 3), "mapping keys must be text, found a list"),
+        ("a:\n  b: 1\n  c: 2\n  b: 3\n", "E002", (4, 3), "duplicate key 'b' in a mapping"),
+        ("a: `cmd`\n", "E001", (1, 4), "invalid YAML: found character that cannot start any token"),
+    ],
+)
+def test_yaml_problems_are_reported_where_they_are(
+    text: str, code: str, position: tuple[int, int], message: str
+) -> None:
+    _, problems = parse_source(text)
+    assert [(p.code, (p.line, p.column)) for p in problems] == [(code, position)]
+    assert problems[0].message.startswith(message)
+
+
+def test_deeply_nested_yaml_is_refused_without_crashing() -> None:
+    for text in ("[" * 100_000 + "]" * 100_000, "- " * 100_000 + "x", "a: " * 50_000 + "x"):
+        _, problems = parse_source(text)
+        assert [p.code for p in problems] == ["E001"], text[:10]
+        assert "nested too deeply" in problems[0].message or "mapping values" in problems[0].message
+
+
+def test_yaml_columns_count_characters_not_bytes() -> None:
+    error = the(compile_yaml('id: x\nsteps:\n  - {name: "é", id: a, kind: ü}\n'), "E104")
+    assert (error.line, error.column) == (3, 30)
+
+
+def test_a_backquote_gets_a_quoting_hint() -> None:
+    assert (
+        the(compile_yaml("id: x\ndescription: `date`\n"), "E001").hint
+        == "quote values that start with @ or `"
+    )

@@ -128,7 +128,9 @@ def test_retry_timeout_and_local_follow_the_kind(plan) -> None:
         "report": 120.0, "slow": 300.0, "batched": 30.0,
     }  # fmt: skip
     local = {step_id for step_id, step in steps.items() if step.local}
-    assert local == {"fetch", "score", "notify"}  # ai is too long, slow has 5m, batched batches
+    # Only short GETs run locally by default: python (score) and writes (the POST notify) are regular
+    # activities, so a completed one never runs again; ai is too long, slow has 5m, batched batches.
+    assert local == {"fetch"}
     assert steps["score"].on_error == OnError.CONTINUE
     assert steps["report"].kind == StepKind.AI and steps["report"].connection == "crm"
 
@@ -199,3 +201,38 @@ def test_orders_example_uses_http_python_and_for_each() -> None:
     plan = compile_file(next(path for path in EXAMPLES if path.stem == "orders")).plan
     assert {StepKind.HTTP, StepKind.PYTHON} <= {step.kind for step in plan.root.steps}
     assert any(step.for_each for step in plan.root.steps)
+
+
+def test_local_overrides_the_automatic_choice() -> None:
+    compilation = compile_yaml(
+        """
+        id: local
+        steps:
+          - {id: quick, kind: http, local: false, with: {url: "https://a.example"}}
+          - {id: long, kind: python, local: true, timeout: 5m, with: {function: reindex}}
+          - {id: sandboxed, kind: script, local: true, with: {code: "result = 1"}}
+          - {id: auto, kind: http, with: {url: "https://b.example"}}
+          - {id: pure, kind: set, local: false, with: {n: 1}}
+        outputs: "${ .steps.pure.output }"
+        """
+    )
+    assert compilation.ok, compilation.diagnostics
+    local = {step.id: step.local for step in compilation.plan.root.steps}
+    assert local == {"quick": False, "long": True, "sandboxed": True, "auto": True, "pure": False}
+
+
+def test_local_only_applies_to_activities_and_not_to_for_each_items() -> None:
+    compilation = compile_yaml(
+        """
+        id: local
+        steps:
+          - {id: pure, kind: set, local: true, with: {n: 1}}
+          - {id: loop, kind: http, local: true, for_each: {items: [1, 2]}, with: {url: "https://a.example"}}
+        outputs: "${ .steps.pure.output }"
+        """
+    )
+    error, warning = compilation.diagnostics
+    assert (error.code, error.path, error.line, error.column) == ("E105", "/steps/0/local", 3, 27)
+    assert error.message == "step 'pure' (set) does not run as an activity: `local` does not apply"
+    assert (warning.code, warning.path) == ("W303", "/steps/1/local")
+    assert "for_each items always run as regular activities" in warning.message

@@ -1,0 +1,278 @@
+"""Execution logs (viewer): query with filters and a cursor, follow live over SSE, export.
+
+Step logs are written to the SQL store by the worker at the end of each attempt. The log table has
+no change notifications, so the live tail wakes on the execution's history long-poll (a step
+completing or failing for good writes a history event right after its logs) AND after a short
+bounded sleep: a failed attempt that Temporal retries, or a local activity still in its workflow
+task, writes logs but no history event yet. The tail ends once the execution has closed and every
+log up to then has been sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Response
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import StoreDep, TemporalClientDep, ViewerKey
+from api.errors import Problem
+from rte.store import Store
+from rte.store.repositories import MAX_PAGE, LogLevel, LogRow
+
+router = APIRouter(prefix="/executions/{execution_id}/logs", tags=["logs"])
+
+# The longest a live tail goes without looking at the log table (see the module docstring).
+TAIL_MAX_WAIT_S: float = 1.0
+PING_INTERVAL_S: float = 15
+EXPORT_PAGE = MAX_PAGE
+
+_EXAMPLE_LOG = {
+    "id": 1042,
+    "execution_id": "orders-3f2a9c1d2e4b",
+    "run_id": "5f0c2a9e-6d1b-4c4e-9a57-0b8e2f6c1d23",
+    "step_path": "orders/fetch",
+    "item_index": None,
+    "attempt": 2,
+    "level": "warning",
+    "source": "http",
+    "message": "GET https://crm.example/orders → 503, retrying",
+    "timestamp": "2026-11-28T09:00:01.250000+00:00",
+}
+
+
+class LogFilters(BaseModel):
+    """Which log lines: every field narrows the result."""
+
+    level: LogLevel | None = Field(None, description="Minimum level: this one and more severe.")
+    source: str | None = Field(None, max_length=100, examples=["http"])
+    text: str | None = Field(None, max_length=500, description="Case-insensitive substring of the message.")
+    step: str | None = Field(None, max_length=500, description="Step path.", examples=["orders/fetch"])
+    since: datetime | None = Field(None, description="Inclusive; ISO 8601.")
+    until: datetime | None = Field(None, description="Exclusive; ISO 8601.")
+
+
+class LogPage(BaseModel):
+    items: list[LogRow] = Field(examples=[[_EXAMPLE_LOG]])
+    next_after_id: int | None = Field(
+        None, description="Pass as `after_id` for the next page; null on the last.", examples=[1042]
+    )
+
+
+Filters = Annotated[LogFilters, Query()]
+AfterId = Annotated[int | None, Query(ge=0, description="Only lines after this id (a cursor).")]
+_PROBLEMS: dict[int | str, dict[str, Any]] = {404: {"description": "No such execution (problem+json)"}}
+
+
+async def _page(
+    store: Store, execution_id: str, filters: LogFilters, after_id: int | None, limit: int
+) -> list[LogRow]:
+    return await store.logs.query(
+        execution_id,
+        min_level=filters.level,
+        source=filters.source,
+        text=filters.text,
+        since=filters.since,
+        until=filters.until,
+        step_path=filters.step,
+        after_id=after_id,
+        limit=limit,
+    )
+
+
+async def _lifecycle(client: Client, execution_id: str) -> Literal["running", "closed", "unknown"]:
+    try:
+        description = await client.get_workflow_handle(execution_id).describe()
+    except RPCError as error:
+        if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            return "unknown"
+        raise Problem(503, "Temporal unavailable", f"cannot reach Temporal: {error}") from None
+    return "running" if description.close_time is None else "closed"
+
+
+async def _require_execution(store: Store, client: Client, execution_id: str) -> None:
+    """404 unless Temporal knows the execution or it left logs (its history may have been deleted)."""
+    if await _lifecycle(client, execution_id) != "unknown":
+        return
+    if not await store.logs.query(execution_id, limit=1):
+        raise Problem(404, "Not found", f"no execution '{execution_id}'")
+
+
+@router.get("", response_model=LogPage, responses=_PROBLEMS)
+async def query_logs(
+    execution_id: str,
+    filters: Filters,
+    store: StoreDep,
+    client: TemporalClientDep,
+    _: ViewerKey,
+    after_id: AfterId = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+) -> LogPage:
+    """An execution's logs in the order they were written, filtered, a page at a time."""
+    rows = await _page(store, execution_id, filters, after_id, limit)
+    if not rows and after_id is None:
+        await _require_execution(store, client, execution_id)
+    return LogPage(items=rows, next_after_id=rows[-1].id if len(rows) == limit else None)
+
+
+@router.get(
+    "/stream",
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "Server-Sent Events `log` (id = the log line's id; reconnect with "
+            "`Last-Event-ID` to resume), then `end` once the execution has closed.",
+            "content": {
+                "text/event-stream": {
+                    "example": f"id: 1042\nevent: log\ndata: {json.dumps(_EXAMPLE_LOG)}\n\n"
+                }
+            },
+        },
+        204: {"description": "Resumed after the last line of a closed execution: nothing left"},
+        **_PROBLEMS,
+    },
+)
+async def tail_logs(
+    execution_id: str,
+    filters: Filters,
+    store: StoreDep,
+    client: TemporalClientDep,
+    _: ViewerKey,
+    after_id: AfterId = None,
+    last_event_id: Annotated[str | None, Header(description="The id of the last line received")] = None,
+) -> Response:
+    """Follow an execution's logs live with the same filters, until the execution ends."""
+    if last_event_id and last_event_id.strip().isdigit():
+        after_id = max(after_id or 0, int(last_event_id))
+    lifecycle = await _lifecycle(client, execution_id)
+    if lifecycle != "running" and not await _page(store, execution_id, filters, after_id, 1):
+        if after_id is not None and lifecycle == "closed":
+            return Response(status_code=204)  # nothing left: an EventSource stops reconnecting
+        if not await store.logs.query(execution_id, limit=1) and lifecycle == "unknown":
+            raise Problem(404, "Not found", f"no execution '{execution_id}'")
+    return EventSourceResponse(
+        _tail(store, client, execution_id, filters, after_id),
+        ping=PING_INTERVAL_S,
+        headers={"X-Accel-Buffering": "no"},
+    )
+
+
+async def _tail(
+    store: Store, client: Client, execution_id: str, filters: LogFilters, after_id: int | None
+) -> AsyncIterator[ServerSentEvent]:
+    handle = client.get_workflow_handle(execution_id)
+    changed = asyncio.Event()
+    closed = asyncio.Event()
+
+    async def follow_history() -> None:
+        try:
+            async for _event in handle.fetch_history_events(wait_new_event=True):
+                changed.set()
+        except RPCError:
+            pass  # no history (deleted, or never existed): only the logs already written remain
+        finally:
+            closed.set()
+            changed.set()
+
+    follower = asyncio.create_task(follow_history())
+    try:
+        while True:
+            ended = closed.is_set()  # checked before draining: nothing is written after the close
+            while rows := await _page(store, execution_id, filters, after_id, MAX_PAGE):
+                for row in rows:
+                    yield ServerSentEvent(row.model_dump_json(), event="log", id=str(row.id))
+                after_id = rows[-1].id
+            if ended:
+                yield ServerSentEvent(json.dumps({"reason": "the execution has closed"}), event="end")
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), TAIL_MAX_WAIT_S)
+            changed.clear()
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await follower
+
+
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "ndjson": ("application/x-ndjson", "ndjson"),
+    "csv": ("text/csv; charset=utf-8", "csv"),
+    "text": ("text/plain; charset=utf-8", "log"),
+}
+_CSV_COLUMNS = ("id", "timestamp", "level", "source", "step_path", "item_index", "attempt", "message")
+
+
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Every matching line, streamed: NDJSON, CSV (with a header row) or plain text.",
+            "content": {
+                "application/x-ndjson": {"example": json.dumps(_EXAMPLE_LOG) + "\n"},
+                "text/csv": {
+                    "example": ",".join(_CSV_COLUMNS) + "\n1042,2026-11-28T09:00:01.250000+00:00,warning,"
+                    'http,orders/fetch,,2,"GET https://crm.example/orders → 503, retrying"\n'
+                },
+                "text/plain": {
+                    "example": "2026-11-28T09:00:01.250000+00:00 WARNING [orders/fetch #2] http: "
+                    "GET https://crm.example/orders → 503, retrying\n"
+                },
+            },
+        },
+        **_PROBLEMS,
+    },
+)
+async def export_logs(
+    execution_id: str,
+    filters: Filters,
+    store: StoreDep,
+    client: TemporalClientDep,
+    _: ViewerKey,
+    format: Literal["ndjson", "csv", "text"] = "ndjson",
+) -> StreamingResponse:
+    """Download an execution's logs (with the same filters) as NDJSON, CSV or plain text."""
+    if not await _page(store, execution_id, filters, None, 1):
+        await _require_execution(store, client, execution_id)
+    media_type, extension = _EXPORTS[format]
+
+    async def lines() -> AsyncIterator[str]:
+        after_id: int | None = None
+        if format == "csv":
+            yield _csv_line(_CSV_COLUMNS)
+        while rows := await _page(store, execution_id, filters, after_id, EXPORT_PAGE):
+            yield "".join(_render(row, format) for row in rows)
+            after_id = rows[-1].id
+
+    filename = f"{execution_id}-logs.{extension}".replace('"', "")
+    return StreamingResponse(
+        lines(), media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+def _csv_line(values: tuple[Any, ...]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow(values)
+    return buffer.getvalue()
+
+
+def _render(row: LogRow, format: str) -> str:
+    if format == "ndjson":
+        return row.model_dump_json() + "\n"
+    if format == "csv":
+        values = row.model_dump(mode="json")
+        return _csv_line(tuple("" if values[column] is None else values[column] for column in _CSV_COLUMNS))
+    where = row.step_path or "-"
+    item = f"[{row.item_index}]" if row.item_index is not None else ""
+    return f"{row.timestamp.isoformat()} {row.level.upper()} [{where}{item} #{row.attempt}] {row.source}: {row.message}\n"

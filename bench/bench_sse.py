@@ -48,6 +48,7 @@ from rte.functions import function
 from rte.store import Store
 from rte.store.api_keys import Role
 from rte.temporal import SEARCH_ATTRIBUTES, find_temporal_binary
+from rte.watch import worker_available
 from workflows.compiler import compile_source
 from workflows.state import ApprovalDecision
 
@@ -189,6 +190,12 @@ async def main(steps: int, runs: int, clients: int) -> None:
                             break
                     except httpx.TransportError:
                         pass
+                    await asyncio.sleep(0.1)
+                for _ in range(300):  # the worker process polls its task queue
+                    if worker.returncode is not None:
+                        raise RuntimeError("the worker process exited; run `rte worker` to see why")
+                    if await worker_available(env.client, queue):
+                        break
                     await asyncio.sleep(0.1)
                 print(
                     f"SSE latency: step activity completes → client parses step-complete ({steps} steps/run)"

@@ -35,16 +35,7 @@ async def start_execution(
     """Start the interpreter on a plan; `params` must already be validated against its input schema."""
     config = config or ExecutionConfig()
     timeout_s = config.timeout_s or plan.timeout_s
-    attributes = TypedSearchAttributes(
-        [
-            SearchAttributePair(sa.DEFINITION_ID, plan.definition_id),
-            SearchAttributePair(sa.DEFINITION_VERSION, definition_version or plan.version),
-            SearchAttributePair(sa.PLAN_HASH, plan.hash),
-            SearchAttributePair(sa.TRIGGER_TYPE, trigger),
-            SearchAttributePair(sa.ITEMS_PROCESSED, 0),
-            SearchAttributePair(sa.ERROR_COUNT, 0),
-        ]
-    )
+    attributes = execution_search_attributes(plan, trigger, definition_version)
     return await client.start_workflow(
         "RunPlan",
         ExecutionInput(plan=plan, params=params, trigger=trigger, config=config),
@@ -53,6 +44,22 @@ async def start_execution(
         search_attributes=attributes,
         execution_timeout=timedelta(seconds=timeout_s) if timeout_s else None,
         request_eager_start=eager,
+    )
+
+
+def execution_search_attributes(
+    plan: Plan, trigger: str, definition_version: str | None = None
+) -> TypedSearchAttributes:
+    """What every execution carries from its start, whoever starts it (CLI, API, schedule, webhook)."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(sa.DEFINITION_ID, plan.definition_id),
+            SearchAttributePair(sa.DEFINITION_VERSION, definition_version or plan.version),
+            SearchAttributePair(sa.PLAN_HASH, plan.hash),
+            SearchAttributePair(sa.TRIGGER_TYPE, trigger),
+            SearchAttributePair(sa.ITEMS_PROCESSED, 0),
+            SearchAttributePair(sa.ERROR_COUNT, 0),
+        ]
     )
 
 

@@ -28,9 +28,6 @@ from rte.watch import NoWorkerError, hub_for, read_state, worker_available
 from workflows.state import ExecutionState
 
 router = APIRouter(prefix="/executions", tags=["live monitor"])
-# Asks `all_routers` to match these routes before the executions router's: otherwise "stream" in
-# GET /executions/stream is taken for the id of GET /executions/{execution_id}.
-INCLUDE_FIRST = True
 
 # Keep-alive comment interval: proxies close connections that stay silent for long.
 PING_INTERVAL_S: float = 15

@@ -39,6 +39,7 @@ from api.models import DEFINITION_ID, VERSION, RunConfig
 from api.routes.definitions import load_definition
 from api.routes.runs import customised_plan
 from rte import temporal as sa
+from rte.executions import execution_search_attributes
 from rte.store import Store
 from workflows.durations import parse_duration
 from workflows.params import validate_params
@@ -217,16 +218,7 @@ async def _action(
             debug=config.debug,
         ),
     )
-    attributes = TypedSearchAttributes(
-        [
-            SearchAttributePair(sa.DEFINITION_ID, plan.definition_id),
-            SearchAttributePair(sa.DEFINITION_VERSION, row.version),
-            SearchAttributePair(sa.PLAN_HASH, plan.hash),
-            SearchAttributePair(sa.TRIGGER_TYPE, "schedule"),
-            SearchAttributePair(sa.ITEMS_PROCESSED, 0),
-            SearchAttributePair(sa.ERROR_COUNT, 0),
-        ]
-    )
+    attributes = execution_search_attributes(plan, "schedule", row.version)
     action = ScheduleActionStartWorkflow(
         sa.WORKFLOW_TYPE,
         run_input,

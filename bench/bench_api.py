@@ -29,15 +29,13 @@ from typing import Any
 import httpx
 import uvicorn
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from rte.config import Settings
 from rte.executions import start_execution
 from rte.store import Store
 from rte.store.api_keys import Role
-from rte.temporal import SEARCH_ATTRIBUTES, WORKFLOW_TYPE, find_temporal_binary
+from rte.temporal import WORKFLOW_TYPE, start_dev_server
 from workflows.compiler import compile_source
 from workflows.state import ExecutionInput
 
@@ -117,13 +115,7 @@ async def populate(client: Client, settings: Settings, count: int) -> None:
 
 async def main(runs: int, executions: int) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=find_temporal_binary(),
-            search_attributes=SEARCH_ATTRIBUTES,
-            data_converter=pydantic_data_converter,
-            dev_server_database_filename=str(Path(data_dir) / "temporal.db"),
-            dev_server_log_level="error",
-        )
+        env = await start_dev_server(Path(data_dir) / "temporal.db")
         client = env.client
         # No worker: starts are measured up to the server's acknowledgement, as a direct start is.
         settings = Settings(

@@ -17,15 +17,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from bench.handwritten import HandWrittenChain, noop_activity
 from rte.config import Settings
 from rte.executions import start_execution
 from rte.store import Store
-from rte.temporal import SEARCH_ATTRIBUTES, find_temporal_binary
+from rte.temporal import start_dev_server
 from worker.main import build_worker
 from workflows.compiler import compile_source
 
@@ -46,19 +44,14 @@ def chain(kind: str, local: bool | None = None) -> str:
 
 async def main(runs: int) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=find_temporal_binary(),
-            search_attributes=SEARCH_ATTRIBUTES,
-            data_converter=pydantic_data_converter,
-            dev_server_database_filename=str(Path(data_dir) / "temporal.db"),
-            dev_server_log_level="error",
-        )
+        env = await start_dev_server(Path(data_dir) / "temporal.db")
         settings = Settings(data_dir=Path(data_dir), function_modules=["bench.functions"])
         store = await Store.open(settings)
         queue = f"bench-{uuid.uuid4()}"
         baseline_queue = f"bench-baseline-{uuid.uuid4()}"
         plans = {
             "engine: 10 python steps": compile_source(chain("python")).plan,
+            "engine: 10 python, local: true": compile_source(chain("python", local=True)).plan,
             "engine: 10 set steps": compile_source(chain("set")).plan,
         }
         client = env.client

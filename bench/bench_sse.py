@@ -39,15 +39,13 @@ from typing import Any
 
 import httpx
 import psutil
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from rte.config import Settings
 from rte.executions import start_execution
 from rte.functions import function
 from rte.store import Store
 from rte.store.api_keys import Role
-from rte.temporal import SEARCH_ATTRIBUTES, find_temporal_binary
+from rte.temporal import start_dev_server
 from rte.watch import worker_available
 from workflows.compiler import compile_source
 from workflows.state import ApprovalDecision
@@ -146,13 +144,7 @@ def free_port() -> int:
 
 async def main(steps: int, runs: int, clients: int) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=find_temporal_binary(),
-            search_attributes=SEARCH_ATTRIBUTES,
-            data_converter=pydantic_data_converter,
-            dev_server_database_filename=str(Path(data_dir) / "temporal.db"),
-            dev_server_log_level="error",
-        )
+        env = await start_dev_server(Path(data_dir) / "temporal.db")
         queue = f"bench-{uuid.uuid4()}"
         settings = Settings(data_dir=Path(data_dir), task_queue=queue)
         store = await Store.open(settings)

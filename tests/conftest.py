@@ -11,13 +11,12 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from rte.config import Settings
 from rte.executions import outcome, start_execution
 from rte.store import Store
-from rte.temporal import SEARCH_ATTRIBUTES, find_temporal_binary
+from rte.temporal import start_dev_server
 from tests.support.http_server import TestServer
 from worker.main import build_worker
 from workflows.compiler import compile_source
@@ -29,12 +28,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find_temporal_binary(),
-        search_attributes=SEARCH_ATTRIBUTES,
-        data_converter=pydantic_data_converter,
-        dev_server_log_level="error",
-    )
+    env = await start_dev_server()
     yield env
     await env.shutdown()
 

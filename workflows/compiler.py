@@ -13,7 +13,6 @@ workflows/native.py; Serverless Workflow documents go to `workflows.swf.compile_
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from workflows.expressions import expression_problems
 from workflows.native import DEFAULT_VERSION, NativeCompiler
 from workflows.plan import Plan
 from workflows.source import MAX_SOURCE_CHARS, Source, parse_source
+from workflows.swf import WorkflowCatalog, compile_swf
 
 __all__ = [
     "DEFAULT_VERSION",
@@ -65,7 +65,7 @@ class Compilation(BaseModel):
         return [d for d in self.diagnostics if d.severity == "error"]
 
 
-def compile_file(path: str | Path) -> Compilation:
+def compile_file(path: str | Path, *, catalog: WorkflowCatalog | None = None) -> Compilation:
     """Compile a definition file. A missing or unreadable file raises OSError (the caller says so)."""
     path = Path(path)
     if path.stat().st_size > MAX_SOURCE_CHARS:
@@ -83,10 +83,14 @@ def compile_file(path: str | Path) -> Compilation:
             "E001", f"the file is not UTF-8 text (byte {error.start:,} cannot be decoded)"
         )
         return _Run(str(path)).finish("native", None, None, extra=[not_text])
-    return compile_source(text, str(path))
+    return compile_source(text, str(path), catalog=catalog)
 
 
-def compile_source(text: str, filename: str = "<input>") -> Compilation:
+def compile_source(
+    text: str, filename: str = "<input>", *, catalog: WorkflowCatalog | None = None
+) -> Compilation:
+    """Compile a definition. `catalog` holds the workflows a Serverless Workflow `run: workflow`
+    may name (the API and the CLI fill it from the definitions store)."""
     run = _Run(filename)
     with run.stage("parse"):
         source, problems = parse_source(text, strict_json=filename.lower().endswith(".json"))
@@ -95,7 +99,7 @@ def compile_source(text: str, filename: str = "<input>") -> Compilation:
         return run.finish("native", None, None)
     source_format = front_end(source.data)
     if source_format == "swf":
-        plan = _compile_serverless_workflow(source, run)
+        plan = _compile_serverless_workflow(source, run, catalog)
     else:
         plan = _compile_native(source, run)
     artifacts = None
@@ -128,30 +132,14 @@ def _compile_native(source: Source, run: _Run) -> Plan | None:
         return native.lower()
 
 
-def _compile_serverless_workflow(source: Source, run: _Run) -> Plan | None:
-    """Hand the document to `workflows.swf.compile_swf(data, positions, diagnostics) -> Plan | None`.
+def _compile_serverless_workflow(source: Source, run: _Run, catalog: WorkflowCatalog | None) -> Plan | None:
+    """Hand the document to the Serverless Workflow front end (`workflows/swf/`).
 
     That front end validates, resolves and lowers in one call: its time is reported on `schema`
     and the later analysis stages are marked like it (ok, or skipped after its errors).
     """
-    try:
-        swf = importlib.import_module("workflows.swf")
-    except ModuleNotFoundError as error:
-        if error.name != "workflows.swf":
-            raise
-        with run.stage("schema"):
-            run.diagnostics.append(
-                make_diagnostic(
-                    "E010",
-                    "Serverless Workflow 1.0 definitions are not supported by this build",
-                    ("document",),
-                    source.positions.key(("document",)),
-                    "write the workflow in the native format (see docs/definition-format.md)",
-                )
-            )
-        return None
     with run.stage("schema"):
-        plan: Plan | None = swf.compile_swf(source.data, source.positions, run.diagnostics)
+        plan: Plan | None = compile_swf(source.data, source.positions, run.diagnostics, catalog=catalog)
     if plan is None or has_errors(run.diagnostics):
         return None
     for name in ("references", "expressions", "graph", "plan"):

@@ -16,6 +16,7 @@ from api.models import (
     problems,
 )
 from rte.store import Store
+from rte.store.catalog import load_swf_catalog
 from rte.store.compilations import CompilationRow, NewCompilation
 from workflows.compiler import Compilation, compile_source
 from workflows.diagnostics import Diagnostic
@@ -26,7 +27,9 @@ router = APIRouter(prefix="/compilations", tags=["definitions"], responses=probl
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=CompilationOut)
 async def compile_definition(body: SourceIn, store: StoreDep, _: AdminKey) -> CompilationOut:
     """Compile source without saving a definition; the record answers whether and why it compiles."""
-    compilation = compile_source(body.source, body.filename)
+    compilation = compile_source(
+        body.source, body.filename, catalog=await load_swf_catalog(store.definitions)
+    )
     return compilation_out(await record(store, compilation, body.source))
 
 

@@ -19,6 +19,7 @@ from api.models import (
 )
 from api.routes.compilations import diagnostic_out, record
 from rte.store import DefinitionRow, Store
+from rte.store.catalog import load_swf_catalog
 from workflows.compiler import compile_source
 
 router = APIRouter(
@@ -107,7 +108,9 @@ def _unknown(definition_id: str) -> Problem:
 
 
 async def _save(store: Store, body: SourceIn, response: Response, expected_id: str | None) -> DefinitionSaved:
-    compilation = compile_source(body.source, body.filename)
+    compilation = compile_source(
+        body.source, body.filename, catalog=await load_swf_catalog(store.definitions)
+    )
     recorded = await record(store, compilation, body.source)
     if not compilation.ok or compilation.plan is None:
         errors = [diagnostic_out(item) for item in compilation.errors]

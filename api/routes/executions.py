@@ -484,25 +484,8 @@ def _no_worker(what: str) -> Problem:
 
 
 def _summary(description: WorkflowExecutionDescription, settings: Settings) -> ExecutionSummary:
-    attributes = description.typed_search_attributes
-    start, close = description.start_time, description.close_time
-    return ExecutionSummary(
-        execution_id=description.id,
-        run_id=description.run_id,
-        definition_id=attributes.get(sa.DEFINITION_ID),
-        definition_version=attributes.get(sa.DEFINITION_VERSION),
-        trigger=attributes.get(sa.TRIGGER_TYPE),
-        status=visibility.status_name(description.status),  # type: ignore[arg-type]
-        start_time=start,
-        close_time=close,
-        duration_ms=(close - start).total_seconds() * 1000 if start and close else None,
-        current_step=attributes.get(sa.CURRENT_STEP) or None,
-        items_processed=attributes.get(sa.ITEMS_PROCESSED),
-        items_total=attributes.get(sa.ITEMS_TOTAL),
-        error_count=attributes.get(sa.ERROR_COUNT),
-        plan_hash=attributes.get(sa.PLAN_HASH),
-        temporal_ui_url=visibility.temporal_ui_url(settings, description.id, description.run_id),
-    )
+    # A description carries the same execution info as a visibility listing: one mapping serves both.
+    return visibility.summary(description.raw_description.workflow_execution_info, settings)
 
 
 def _truncated(value: Any) -> bool:

@@ -17,6 +17,7 @@ from rte.watch import NoWorkerError, watch
 from workflows.compiler import compile_file
 from workflows.diagnostics import format_diagnostic
 from workflows.params import ParamsError, parse_cli_params, validate_params
+from workflows.swf import WorkflowCatalog
 
 
 def register(app: typer.Typer) -> None:
@@ -81,6 +82,21 @@ def _load_params(schema: dict[str, Any], pairs: list[str], input_: str | None) -
         fail(str(error))
 
 
+async def _stored_workflows(settings: Settings) -> WorkflowCatalog:
+    """The stored Serverless Workflow definitions a `run: workflow` task may name."""
+    from rte.store import Store
+    from rte.store.catalog import load_swf_catalog
+
+    try:
+        store = await Store.open(settings)
+    except Exception:  # noqa: BLE001 - without a store, only self-contained workflows compile
+        return WorkflowCatalog()
+    try:
+        return await load_swf_catalog(store.definitions)
+    finally:
+        await store.close()
+
+
 async def _save_definition(settings: Settings, compilation: Any, source: str) -> str | None:
     """Record the definition version that runs; the run goes on if the store is unavailable."""
     from rte.store import Store
@@ -116,7 +132,7 @@ async def _run(
 ) -> int:
     if not file.is_file():
         fail(f"'{file}' does not exist or is not a file")
-    compilation = compile_file(file)
+    compilation = compile_file(file, catalog=await _stored_workflows(settings))
     for diagnostic in compilation.diagnostics:
         if diagnostic.severity == "error" or output == "text":
             err_console.print(format_diagnostic(diagnostic, str(file)), highlight=False, markup=False)

@@ -30,7 +30,7 @@ def test_serverless_workflow_is_handed_to_its_front_end(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(compiler, "compile_swf", compile_swf)
     catalog = WorkflowCatalog()
-    compilation = compiler.compile_source(SWF, "flow.yaml", catalog=catalog)
+    compilation = compiler.compile_source(SWF.lstrip(), "flow.yaml", catalog=catalog)
     assert compilation.ok, compilation.diagnostics
     assert received["data"]["document"]["name"] == "hello" and received["position"] == (3, 5)
     assert received["catalog"] is catalog

@@ -31,6 +31,7 @@ from activities.base import (
 from activities.http import handle_http
 from activities.python_fn import handle_python
 from activities.script import handle_script
+from rte import analysis
 from rte.errors import EngineError, ErrorCategory
 
 HANDLERS: dict[str, Handler] = {
@@ -183,6 +184,7 @@ class StepActivities:
             "started_at": started_at,
             "duration_ms": duration_ms,
             "error_category": outcome.error.category.value if outcome.error else None,
+            **_error_fields(request, outcome.error),
             **{
                 key: context.metrics.get(key)
                 for key in ("bytes_in", "bytes_out", "tokens_prompt", "tokens_completion", "http_status")
@@ -192,6 +194,27 @@ class StepActivities:
             await self.telemetry.record(logs, metric)
         except Exception as error:  # noqa: BLE001 - losing a log line must not fail the step
             activity.logger.warning("could not record step telemetry: %s", error)
+
+
+def _error_fields(request: StepRequest, error: EngineError | None) -> dict[str, Any]:
+    """What error analysis keeps of a failed attempt (already redacted), bounded in size."""
+    connection = request.connection or request.params.get("connection")
+    connection_id = str(connection)[:100] if isinstance(connection, str) and connection else None
+    url = (error.details.get("url") if error else None) or request.params.get("url")
+    host = analysis.host_of(url) if isinstance(url, str) else None
+    if error is None:
+        return {"connection_id": connection_id, "host": host}
+    message = error.message[: analysis.MAX_MESSAGE]
+    return {
+        "error_message": message,
+        "error_fingerprint": analysis.fingerprint(
+            request.kind, error.category.value, connection_id or host, message
+        ),
+        "error_retryable": error.retryable,
+        "error_details": analysis.bounded_details(error.details),
+        "connection_id": connection_id,
+        "host": host,
+    }
 
 
 def _log_row(entry: LogEntry, common: dict[str, Any]) -> dict[str, Any]:

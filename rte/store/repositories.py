@@ -89,6 +89,12 @@ class NewMetric(BaseModel):
     tokens_completion: int | None = None
     http_status: int | None = None
     error_category: str | None = None
+    error_message: str | None = Field(None, max_length=2048)
+    error_fingerprint: str | None = None
+    error_retryable: bool | None = None
+    error_details: dict[str, Any] | None = None
+    connection_id: str | None = None
+    host: str | None = None
 
 
 class MetricRow(NewMetric, _Row):

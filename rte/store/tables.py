@@ -109,6 +109,8 @@ class ExecutionLog(Base):
 
 class StepMetric(Base):
     __tablename__ = "step_metrics"
+    # Failure windows (error analysis) scan by status and time.
+    __table_args__ = (Index("ix_step_metrics_status_started_at", "status", "started_at"),)
 
     id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
     execution_id: Mapped[str] = mapped_column(String(255), index=True)
@@ -127,6 +129,13 @@ class StepMetric(Base):
     tokens_completion: Mapped[int | None]
     http_status: Mapped[int | None]
     error_category: Mapped[str | None] = mapped_column(String(50))
+    # Error analysis (migration 0005): what failed, redacted and bounded, and where it was sent.
+    error_message: Mapped[str | None] = mapped_column(Text)
+    error_fingerprint: Mapped[str | None] = mapped_column(String(32), index=True)
+    error_retryable: Mapped[bool | None]
+    error_details: Mapped[dict[str, Any] | None]
+    connection_id: Mapped[str | None] = mapped_column(String(100))
+    host: Mapped[str | None] = mapped_column(String(255))
 
 
 class Connection(Base):

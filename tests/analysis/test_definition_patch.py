@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.routes.errors import definition_patch
+from api.suggestion_actions import definition_patch
 
 PLAN: dict[str, Any] = {"root": {"steps": [{"id": "fetch", "timeout_s": 30.0}, {"id": "send"}]}}
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from api.routes.errors import _from_attempt
+from api.failure_sources import from_attempt
 from rte import analysis
 from rte.store import Store
 
@@ -85,6 +85,6 @@ async def test_attempts_recorded_before_the_analysis_columns_still_get_a_fingerp
     }
     await store.metrics.add_many([old])
     (row,) = await store.errors.failures(definition_id=workflow)
-    failure = _from_attempt(row)
+    failure = from_attempt(row)
     assert failure.retryable and failure.category == "rate_limit"
     assert failure.fingerprint == analysis.fingerprint("http", "rate_limit", None, failure.message)

@@ -198,14 +198,18 @@ class RetryOverride(_In):
 
 
 class RunConfig(_In):
-    error_mode: Literal["definition", "fail_fast", "continue"] = Field(
+    error_mode: Literal["definition", "fail_fast", "continue", "pause"] = Field(
         "definition",
         description="definition: each step's own on_error; fail_fast: the first failure fails the run; "
-        "continue: failed steps skip their dependants and the rest goes on.",
+        "continue: failed steps skip their dependants and the rest goes on; pause: a failed step "
+        "waits for an operator to retry, skip or fail it.",
     )
     timeout_s: float | None = Field(None, gt=0, le=31_536_000, description="Limit on the whole run.")
     max_concurrency: int | None = Field(None, ge=1, le=1000, description="Steps running at once.")
     debug: bool = Field(False, description="Run in debug mode (breakpoints and step-through).")
+    breakpoints: list[BreakpointIn] = Field(
+        default_factory=list, max_length=200, description="Initial breakpoints (implies debug mode)."
+    )
     retry: RetryOverride | None = None
 
 
@@ -493,3 +497,84 @@ class ActionOut(BaseModel):
 
 
 DefinitionSaved.model_rebuild()
+
+
+# Debugging and recovery ---------------------------------------------------------------------------
+
+
+class BreakpointIn(_In):
+    step: str = Field(max_length=500, description="Step path or id.", examples=["orders/charge"])
+    when: Literal["before", "after", "error"] = "before"
+    condition: str | None = Field(
+        None,
+        max_length=2000,
+        description="jq over inputs, steps, item, index, input.",
+        examples=[".item.amount > 1000"],
+    )
+    items: list[int] | None = Field(None, max_length=1000, description="Only these for_each item indexes.")
+    enabled: bool = True
+
+
+class BreakpointPatch(_In):
+    enabled: bool
+
+
+class DebugCommandIn(_In):
+    action: Literal["pause", "continue", "step_over", "step_into", "step_out", "run_to"]
+    target: str | None = Field(None, max_length=500, description="run_to: the step path or id.")
+
+
+class VariableEditIn(_In):
+    path: str = Field(
+        max_length=500,
+        description="inputs.<name>…, steps.<id>.output…, item…, or input… (the next step's input).",
+        examples=["input.args.amount"],
+    )
+    value: Any = None
+
+
+class EvaluateIn(_In):
+    expression: str = Field(min_length=1, max_length=10_000, examples=[".item.amount"])
+
+
+class EvaluateOut(BaseModel):
+    ok: bool
+    value: Any = None
+    error: str | None = None
+
+
+class DebugView(BaseModel):
+    """The debugger's view of an execution: status, breakpoints, where it is paused and why, the audit
+    trail, and (while paused) every variable in scope."""
+
+    execution_id: str
+    execution_status: str
+    debug: dict[str, Any]
+    scope: dict[str, Any] | None = Field(None, description="While paused: inputs, steps, item, index, input.")
+    awaiting_decision: list[str] = Field(default_factory=list, description="Steps paused on their error.")
+
+
+class ReplayOut(BaseModel):
+    execution_id: str
+    position: int
+    total: int
+    frame: dict[str, Any] | None = Field(None, description="The recorded step at this position.")
+
+
+class RecoveryDecisionIn(_In):
+    step: str = Field(max_length=500, examples=["orders/charge"])
+    action: Literal["retry", "skip", "fail"]
+    input: dict[str, Any] | None = Field(None, description="retry: the step's input to use instead.")
+    timeout_s: float | None = Field(None, gt=0, le=86_400, description="retry: a new timeout.")
+    output: Any = Field(None, description="skip: the output dependants see.")
+    reason: str | None = Field(None, max_length=1000)
+
+
+class RecoveryBulkRequest(_In):
+    action: Literal["retry", "resume"]
+    ids: list[str] | None = Field(None, max_length=1000)
+    filter: BulkFilter | None = Field(None, description="Instead of ids: every execution that matches.")
+    limit: int = Field(100, ge=1, le=1000)
+
+
+RunConfig.model_rebuild()  # its breakpoints are declared above

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.base import BatchItem, StepRequest, StepResult
     from rte import temporal as sa
     from rte.errors import EngineError, ErrorCategory
+    from workflows.debugger import Boundary, Debugger
     from workflows.durations import parse_duration
     from workflows.expressions import evaluate, evaluate_template, truthy
     from workflows.plan import ACTIVITY_KINDS, PURE_KINDS, OnError, PlanBlock, PlanStep, RetrySpec, StepKind
@@ -34,6 +35,8 @@ with workflow.unsafe.imports_passed_through():
         ForEachSlice,
         ItemRecord,
         ItemsProgress,
+        RecoveryDecision,
+        RecoveryRecord,
         StepState,
         StepStatus,
         bounded,
@@ -50,10 +53,15 @@ CHECKPOINT_TIMER_S = 0.001
 MAX_TRAIL = 10_000
 
 
+MAX_FAILED_ITEMS_LISTED = 1_000
+_NATIVE: Any = object()  # pause_point's marker: a native step previews its input from `with`
+
+
 class StepFailed(Exception):
-    def __init__(self, error: ErrorInfo) -> None:
+    def __init__(self, error: ErrorInfo, decided: bool = False) -> None:
         super().__init__(error.message)
         self.error = error
+        self.decided = decided  # an operator already chose to fail it: do not pause again
 
 
 def _error(category: ErrorCategory | str, message: str, **fields: Any) -> ErrorInfo:
@@ -87,8 +95,22 @@ class Run:
         concurrency = run_input.config.max_concurrency or self.plan.max_concurrency
         self.step_slots = asyncio.Semaphore(concurrency)
         self._last_progress_upsert = 0.0
+        self._pending_upserts: dict[Any, Any] = {}
+        self._upserted: dict[str, Any] = {}  # search attribute name → last value sent
         for step in self.plan.walk():
             self.state.steps[step.path] = StepState(id=step.id, path=step.path, kind=step.kind.value)
+        # Debugging and recovery (workflows/debugger.py): the gate steps pass, the decisions awaited.
+        config = run_input.config
+        debugging = run_input.slice is None and (config.debug or bool(config.breakpoints))
+        self.state.debug.enabled = debugging
+        self.state.debug.breakpoints = [b.model_copy() for b in config.breakpoints] if debugging else []
+        step_ids = {step.path: step.id for step in self.plan.walk()}
+        self.debugger = Debugger(self.state.debug, self.plan.definition_id, step_ids, self.upsert)
+        self.awaiting: dict[str, ErrorInfo] = {}  # step path → the failure awaiting a decision
+        self.decisions: dict[str, RecoveryDecision] = {}
+        self.input_overrides: dict[str, Any] = {}  # approval_key → input an operator gave
+        if run_input.resume is not None:
+            self.state.resumed_from = run_input.resume.from_execution
 
     # ----------------------------------------------------------------------------- blocks
     async def run_block(self, block: PlanBlock) -> None:
@@ -119,6 +141,8 @@ class Run:
     # ------------------------------------------------------------------------------ steps
     async def run_step(self, step: PlanStep) -> None:
         state = self.state.steps[step.path]
+        if self._reuse(step, state):
+            return
         reason = self._skip_reason(step)
         scope = self.scope_for(step) if reason is None else {}
         if reason is None and step.if_:
@@ -131,25 +155,125 @@ class Run:
             return
         state.status, state.started_at = StepStatus.RUNNING, workflow.now()
         self.record_start(step)
+        await self.pause_point(step, "before", scope, None, state)
         self.set_current(step, running=True)
-        try:
-            if step.kind not in ACTIVITY_KINDS:
+        while True:
+            try:
                 output = await self._execute(step, scope, state)
-            else:
-                async with self.step_slots:  # the DAG's limit on steps doing I/O at once
-                    output = await self._execute(step, scope, state)
-        except StepFailed as failure:
-            failure.error.step_path = failure.error.step_path or step.path
-            state.status, state.error, state.ended_at = StepStatus.FAILED, failure.error, workflow.now()
-            self.state.error_count += 1
-            self.set_current(step, running=False)
-            self.upsert({sa.ERROR_COUNT: self.state.error_count})
-            if self._on_error(step) == OnError.CONTINUE:
-                return
-            raise
+                break
+            except StepFailed as failure:
+                failure.error.step_path = failure.error.step_path or step.path
+                state.status, state.error, state.ended_at = StepStatus.FAILED, failure.error, workflow.now()
+                self.state.error_count += 1
+                self.upsert({sa.ERROR_COUNT: self.state.error_count})
+                await self.pause_point(step, "error", scope, None, state)
+                mode = self._on_error(step)
+                if mode == OnError.PAUSE and not failure.decided:
+                    decision = await self.await_decision(step, state, failure.error)
+                    if decision.action == "retry":
+                        step = self._retried(step, decision, None)
+                        state.status, state.error, state.ended_at = StepStatus.RUNNING, None, None
+                        continue
+                    if decision.action == "skip":
+                        output = decision.output
+                        break
+                self.set_current(step, running=False)
+                if mode == OnError.CONTINUE:
+                    return
+                raise
         self.results[step.id] = output
         state.status, state.output, state.ended_at = StepStatus.COMPLETED, bounded(output), workflow.now()
         self.set_current(step, running=False)
+        await self.pause_point(step, "after", {**scope, "output": output}, None, state)
+
+    # ------------------------------------------------------------ debugging and recovery
+    async def pause_point(
+        self,
+        step: PlanStep,
+        when: str,
+        scope: dict[str, Any],
+        item: int | None,
+        state: StepState | None,
+        task_input: Any = _NATIVE,
+    ) -> Boundary | None:
+        """A step boundary: the debugger may hold the execution here (workflows/debugger.py).
+
+        Native steps preview their input from `with`; a Serverless Workflow task passes its
+        `task_input` and applies an edited one itself (the returned boundary says so).
+        """
+        if not self.debugger.active:
+            return None
+        if task_input is not _NATIVE:
+            next_input = task_input
+        else:
+            next_input = self._preview_input(step, scope) if when == "before" else None
+        here = Boundary(step, when, scope, item, next_input, state)
+        await self.debugger.boundary(here)
+        if here.input_edited and task_input is _NATIVE:
+            self.input_overrides[approval_key(step.path, item)] = here.next_input
+        return here
+
+    def _preview_input(self, step: PlanStep, scope: dict[str, Any]) -> Any:
+        """The input the step is about to receive (its `with`, evaluated), for the paused view."""
+        if step.kind not in ACTIVITY_KINDS or (
+            step.for_each and not any(k in scope for k in ("item", step.for_each.item_var))
+        ):
+            return None
+        try:
+            return evaluate_template(step.with_, scope)
+        except EngineError:
+            return None
+
+    async def await_decision(
+        self, step: PlanStep, state: StepState, error: ErrorInfo, failed_items: list[int] | None = None
+    ) -> RecoveryDecision:
+        """on_error: pause — wait (durably) for an operator to retry, skip or fail the step."""
+        self.awaiting[step.path] = error
+        state.status, state.awaiting_decision = StepStatus.PAUSED, True
+        state.failed_items = (failed_items or [])[:MAX_FAILED_ITEMS_LISTED]
+        self.upsert({sa.DEBUG_STATE: "awaiting_decision"})
+        await workflow.wait_condition(lambda: step.path in self.decisions)
+        decision = self.decisions.pop(step.path)
+        del self.awaiting[step.path]
+        state.awaiting_decision = False
+        state.status = StepStatus.FAILED if decision.action == "fail" else StepStatus.RUNNING
+        state.decisions.append(
+            RecoveryRecord(
+                **decision.model_dump(), decided_at=workflow.now(), failed_items=state.failed_items
+            )
+        )
+        if not self.awaiting:
+            self.upsert({sa.DEBUG_STATE: "running" if self.state.debug.enabled else ""})
+        return decision
+
+    def _retried(self, step: PlanStep, decision: RecoveryDecision, item: int | None) -> PlanStep:
+        if decision.input is not None:
+            self.input_overrides[approval_key(step.path, item)] = decision.input
+        if decision.timeout_s is not None:
+            return step.model_copy(update={"timeout_s": decision.timeout_s})
+        return step
+
+    def take_input_override(self, step: PlanStep, item: int | None) -> tuple[bool, Any]:
+        key = approval_key(step.path, item)
+        if key in self.input_overrides:
+            return True, self.input_overrides.pop(key)
+        return False, None
+
+    def _reuse(self, step: PlanStep, state: StepState) -> bool:
+        """Resume from failure: a step that succeeded in the original keeps its recorded output.
+        Pure steps are evaluated again (cheap, no side effects, and a switch must choose again)."""
+        resume = self.input.resume
+        if resume is None or step.path not in resume.outputs or step.kind in PURE_KINDS:
+            return False
+        output = resume.outputs[step.path]
+        self.results[step.id] = output
+        state.status, state.output, state.reused_from = (
+            StepStatus.COMPLETED,
+            bounded(output),
+            resume.from_execution,
+        )
+        state.started_at = state.ended_at = workflow.now()
+        return True
 
     async def _execute(self, step: PlanStep, scope: dict[str, Any], state: StepState) -> Any:
         if step.for_each:
@@ -160,6 +284,8 @@ class Run:
         mode = self.input.config.error_mode
         if mode == "continue":
             return OnError.CONTINUE
+        if mode == "pause":
+            return OnError.PAUSE
         if mode == "fail_fast":
             return OnError.FAIL
         return step.on_error
@@ -222,18 +348,46 @@ class Run:
             records = await self._run_slices(step, scope, items, concurrency)
         else:
             records = await self.run_items(step, scope, items, 0, concurrency)
-        failed = [record for record in records if record.status == "failed"]
-        if failed and self._on_error(step) != OnError.CONTINUE:
+        while failed := [record for record in records if record.status == "failed"]:
             first = failed[0].error
             message = f"{len(failed)} of {len(items)} items failed; item {failed[0].index}: {first.message if first else ''}"
-            raise StepFailed(
-                _error(first.category if first else "internal", message, item_index=failed[0].index)
+            error = _error(first.category if first else "internal", message, item_index=failed[0].index)
+            mode = self._on_error(step)
+            if mode == OnError.CONTINUE:
+                break
+            if mode != OnError.PAUSE or len(items) > CHILD_SLICE_ITEMS:
+                raise StepFailed(error)
+            error.step_path = step.path
+            state.error = error
+            decision = await self.await_decision(step, state, error, [record.index for record in failed])
+            if decision.action == "fail":
+                raise StepFailed(error, decided=True)
+            if decision.action == "skip":
+                for record in failed:
+                    record.status, record.output = "skipped", decision.output
+                continue
+            # retry: only the failed items run again; the ones that succeeded keep their outputs
+            retried = self._retried(step, decision, None)
+            state.items.failed -= len(failed)  # type: ignore[union-attr]
+            self.state.items_processed -= len(failed)
+            state.error = None
+            again = await self.run_items(
+                retried, scope, items, 0, concurrency, positions=[record.index for record in failed]
             )
+            for record in again:
+                records[record.index] = record
         return [record.output for record in records]
 
     async def run_items(
-        self, step: PlanStep, scope: dict[str, Any], items: list[Any], offset: int, concurrency: int
+        self,
+        step: PlanStep,
+        scope: dict[str, Any],
+        items: list[Any],
+        offset: int,
+        concurrency: int,
+        positions: list[int] | None = None,
     ) -> list[ItemRecord]:
+        """Run the items (or only those at `positions`, a retry of failed items)."""
         assert step.for_each is not None
         spec = step.for_each
         slots = asyncio.Semaphore(concurrency)
@@ -255,20 +409,27 @@ class Run:
                     records[record.index - offset] = record
                     self._item_finished(step, record)
 
-        if batch_size > 1:
+        if batch_size > 1 and positions is None:
             await asyncio.gather(*(batch(start) for start in range(0, len(items), batch_size)))
         else:
-            await asyncio.gather(*(one(position) for position in range(len(items))))
+            chosen = range(len(items)) if positions is None else positions
+            await asyncio.gather(*(one(position) for position in chosen))
         return [record for record in records if record is not None]
 
     async def _run_item(self, step: PlanStep, scope: dict[str, Any], index: int) -> ItemRecord:
+        state = self.state.steps.get(step.path)
+        await self.pause_point(step, "before", scope, index, state)
         try:
             output = await self.run_kind(step, scope, index, None)
         except StepFailed as failure:
             failure.error.item_index = index
+            await self.pause_point(
+                step, "error", {**scope, "error": failure.error.model_dump()}, index, state
+            )
             return ItemRecord(
                 index=index, status="failed", error=failure.error, attempts=failure.error.attempts or 1
             )
+        await self.pause_point(step, "after", {**scope, "output": output}, index, state)
         return ItemRecord(index=index, status="completed", output=output)
 
     async def _run_batch(self, step: PlanStep, scoped: list[tuple[int, dict[str, Any]]]) -> list[ItemRecord]:
@@ -341,7 +502,11 @@ class Run:
                     scope=scope,
                     concurrency=per_child,
                 )
-                child_input = self.input.model_copy(update={"trigger": "child", "slice": piece})
+                # Slices do not debug: their parent's debugger is the one operators talk to.
+                config = self.input.config.model_copy(update={"debug": False, "breakpoints": []})
+                child_input = self.input.model_copy(
+                    update={"trigger": "child", "slice": piece, "config": config}
+                )
                 try:
                     records = await workflow.execute_child_workflow(
                         "RunPlan",  # the same interpreter runs each slice
@@ -478,9 +643,27 @@ class Run:
         self.upsert({sa.CURRENT_STEP: self.state.current_steps[-1] if self.state.current_steps else ""})
 
     def upsert(self, values: dict[Any, Any]) -> None:
+        """Queue search attribute values; one upsert per activation carries whatever changed.
+
+        A step ending and the next one starting happen in the same activation: coalescing saves a
+        history event and a visibility write per step.
+        """
         if self.input.slice is not None:
             return  # progress is reported by the parent
-        workflow.upsert_search_attributes([key.value_set(value) for key, value in values.items()])
+        if not self._pending_upserts:
+            asyncio.get_running_loop().call_soon(self._flush_upserts)
+        self._pending_upserts.update(values)
+
+    def _flush_upserts(self) -> None:
+        changed = {
+            key: value
+            for key, value in self._pending_upserts.items()
+            if self._upserted.get(key.name) != value
+        }
+        self._pending_upserts.clear()
+        if changed:
+            workflow.upsert_search_attributes([key.value_set(value) for key, value in changed.items()])
+            self._upserted.update({key.name: value for key, value in changed.items()})
 
 
 async def checkpoint() -> None:
@@ -569,7 +752,9 @@ async def _switch(
 async def _activity(
     run: Run, step: PlanStep, scope: dict[str, Any], item: int | None, state: StepState | None
 ) -> Any:
-    params = run._evaluate_or_fail(step, step.with_, scope, template=True)
+    overridden, params = run.take_input_override(step, item)
+    if not overridden:
+        params = run._evaluate_or_fail(step, step.with_, scope, template=True)
     if state is not None:
         state.input = bounded(params)
     result = await run.call_activity(step, params, item)

@@ -16,16 +16,23 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from rte.errors import EngineError, ErrorCategory
+    from workflows.debugger import rejected
     from workflows.execution import Run, StepFailed, approval_key
     from workflows.expressions import evaluate_template
     from workflows.state import (
         ApprovalDecision,
+        BreakpointChange,
+        DebugCommand,
         ErrorInfo,
+        EvaluateRequest,
+        EvaluateResult,
         ExecutionInput,
         ExecutionState,
         ExecutionStatus,
         ItemRecord,
+        RecoveryDecision,
         StepStatus,
+        VariableEdit,
         bounded,
     )
     from workflows.swf.flow import Flow
@@ -89,9 +96,21 @@ class RunPlan:
     @workflow.query(name="state")
     def state(self) -> ExecutionState:
         state = self._run.state
+        if state.status == ExecutionStatus.RUNNING and (state.debug.paused or self._run.awaiting):
+            return state.model_copy(update={"status": ExecutionStatus.PAUSED})
         if state.status == ExecutionStatus.RUNNING and self._run.waiting_approvals:
             return state.model_copy(update={"status": ExecutionStatus.WAITING})
         return state
+
+    @workflow.query(name="recorded_outputs")
+    def recorded_outputs(self) -> dict[str, Any]:
+        """Step path → full output of every step that completed (what a resumed execution reuses)."""
+        run = self._run
+        return {
+            path: run.results.get(state.id)
+            for path, state in run.state.steps.items()
+            if state.status == StepStatus.COMPLETED and state.id in run.results
+        }
 
     @workflow.query(name="trail")
     def trail(self) -> list[str]:
@@ -112,6 +131,77 @@ class RunPlan:
                 f"step '{decision.step}' is not waiting for approval (waiting: {waiting})",
                 type=ErrorCategory.VALIDATION.value,
             )
+
+    # ---------------------------------------------------------------- debugging
+    @workflow.update(name="debug_command")
+    async def debug_command(self, command: DebugCommand) -> ExecutionState:
+        """pause, continue, step_over, step_into, step_out, run_to."""
+        self._run.debugger.command(command, workflow.now())
+        return self.state()
+
+    @debug_command.validator
+    def _validate_debug_command(self, command: DebugCommand) -> None:
+        self._require_open()
+        self._run.debugger.validate_command(command)
+
+    @workflow.update(name="debug_breakpoint")
+    async def debug_breakpoint(self, change: BreakpointChange) -> ExecutionState:
+        self._run.debugger.change_breakpoint(change, workflow.now())
+        return self.state()
+
+    @debug_breakpoint.validator
+    def _validate_breakpoint(self, change: BreakpointChange) -> None:
+        self._require_open()
+        self._run.debugger.validate_breakpoint(change)
+
+    @workflow.update(name="debug_edit")
+    async def debug_edit(self, edit: VariableEdit) -> ExecutionState:
+        """Change a variable (or the next step's input) while paused; audited in the state."""
+        self._run.debugger.edit(edit, self._run.results, self._run.params, workflow.now())
+        return self.state()
+
+    @debug_edit.validator
+    def _validate_edit(self, edit: VariableEdit) -> None:
+        self._require_open()
+        self._run.debugger.validate_edit(edit)
+
+    @workflow.query(name="debug_evaluate")
+    def debug_evaluate(self, request: EvaluateRequest) -> EvaluateResult:
+        """A jq expression over the paused scope; bounded in time and size by `evaluate`."""
+        return self._run.debugger.evaluate(request.expression)
+
+    @workflow.query(name="debug_scope")
+    def debug_scope(self) -> dict[str, Any]:
+        """Every variable in scope at the pause, and the input the next step is about to receive."""
+        current = self._run.debugger.current
+        if current is None:
+            return {}
+        return {key: bounded(value) for key, value in self._run.debugger.variables(current).items()}
+
+    # ---------------------------------------------------------------- recovery
+    @workflow.update(name="decide_recovery")
+    async def decide_recovery(self, decision: RecoveryDecision) -> ExecutionState:
+        """retry (optionally with an edited input or timeout), skip (with a substitute output), fail."""
+        path = self._run.debugger.resolve(decision.step)
+        self._run.decisions[path] = decision
+        return self.state()
+
+    @decide_recovery.validator
+    def _validate_recovery(self, decision: RecoveryDecision) -> None:
+        self._require_open()
+        path = self._run.debugger.resolve(decision.step)
+        if path not in self._run.state.steps:
+            raise rejected(f"unknown step '{decision.step}'")
+        if path not in self._run.awaiting or path in self._run.decisions:
+            waiting = ", ".join(sorted(self._run.awaiting)) or "none"
+            status = self._run.state.steps[path].status.value
+            raise rejected(
+                f"step '{decision.step}' is not waiting for a decision (it is {status}; waiting: {waiting})"
+            )
+
+    def _require_open(self) -> None:
+        if self._run.state.status != ExecutionStatus.RUNNING:
+            raise rejected(f"the execution has ended ({self._run.state.status.value})")
 
     def _approval_key(self, decision: ApprovalDecision) -> str:
         path = decision.step

@@ -18,12 +18,42 @@ MAX_ITEM_RECORDS = 50
 class ExecutionConfig(BaseModel):
     """How to run, chosen per execution (the API's run form, the CLI's flags)."""
 
-    error_mode: Literal["definition", "fail_fast", "continue"] = Field(
-        "definition", description="Override every step's on_error: keep it, fail fast, or continue."
+    error_mode: Literal["definition", "fail_fast", "continue", "pause"] = Field(
+        "definition",
+        description="Override every step's on_error: keep it, fail fast, continue, or pause for an operator.",
     )
     max_concurrency: int | None = Field(None, ge=1, le=1000)
     timeout_s: float | None = Field(None, gt=0)
     debug: bool = False
+    breakpoints: list[Breakpoint] = Field(
+        default_factory=list, description="Initial breakpoints (debug mode)."
+    )
+
+
+class Breakpoint(BaseModel):
+    """Pause at a step boundary: before it runs, after it completes, or when it fails.
+
+    On a for_each step a breakpoint with a `condition` or `items` is checked at every item;
+    otherwise it fires once, at the step itself.
+    """
+
+    id: str = Field("", max_length=80, description="Given by the engine when empty.")
+    step: str = Field(description="Step path or id.", max_length=500)
+    when: Literal["before", "after", "error"] = "before"
+    condition: str | None = Field(
+        None, max_length=2000, description="jq over the step's scope (inputs, steps, item, index, input)."
+    )
+    items: list[int] | None = Field(None, description="Only these for_each item indexes.")
+    enabled: bool = True
+    hits: int = 0
+
+
+class ResumeSpec(BaseModel):
+    """A resumed execution reuses the recorded outputs of the steps that succeeded in the original."""
+
+    from_execution: str
+    from_run: str | None = None
+    outputs: dict[str, Any] = Field(default_factory=dict, description="Step path → recorded output.")
 
 
 class ForEachSlice(BaseModel):
@@ -42,6 +72,7 @@ class ExecutionInput(BaseModel):
     trigger: str = "manual"
     config: ExecutionConfig = Field(default_factory=ExecutionConfig)
     slice: ForEachSlice | None = None
+    resume: ResumeSpec | None = None
 
 
 class StepStatus(StrEnum):
@@ -52,6 +83,7 @@ class StepStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     SKIPPED = "skipped"
+    PAUSED = "paused"  # the debugger holds it, or it failed and waits for an operator decision
 
 
 FINISHED_STEP_STATUSES = frozenset({StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED})
@@ -69,7 +101,7 @@ class ErrorInfo(BaseModel):
 
 class ItemRecord(BaseModel):
     index: int
-    status: Literal["completed", "failed"]
+    status: Literal["completed", "failed", "skipped"]
     attempts: int = 1
     output: Any = None
     error: ErrorInfo | None = None
@@ -98,6 +130,34 @@ class ApprovalDecision(BaseModel):
     payload: Any = None
 
 
+class AuditEntry(BaseModel):
+    """One operator change to a running execution: who, when, what, old → new."""
+
+    at: datetime
+    by: str
+    action: str
+    target: str | None = None
+    old: Any = None
+    new: Any = None
+
+
+class RecoveryDecision(BaseModel):
+    """What an operator decides for a step that failed with on_error: pause."""
+
+    step: str = Field(description="Step id or path of the paused step.", max_length=500)
+    action: Literal["retry", "skip", "fail"]
+    input: dict[str, Any] | None = Field(None, description="retry: the step's input to use instead.")
+    timeout_s: float | None = Field(None, gt=0, le=86_400, description="retry: a new timeout.")
+    output: Any = Field(None, description="skip: the output dependants see instead.")
+    by: str = "anonymous"
+    reason: str | None = None
+
+
+class RecoveryRecord(RecoveryDecision):
+    decided_at: datetime
+    failed_items: list[int] = Field(default_factory=list)
+
+
 class StepState(BaseModel):
     id: str
     path: str
@@ -114,13 +174,48 @@ class StepState(BaseModel):
     item_samples: list[ItemRecord] = Field(default_factory=list)
     approval: ApprovalRequest | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
+    awaiting_decision: bool = False
+    failed_items: list[int] = Field(
+        default_factory=list, description="for_each items that failed (first 1,000)."
+    )
+    decisions: list[RecoveryRecord] = Field(default_factory=list)
+    reused_from: str | None = Field(None, description="Execution whose recorded output this step reused.")
 
 
 class ExecutionStatus(StrEnum):
     RUNNING = "running"
     WAITING = "waiting"
+    PAUSED = "paused"
     COMPLETED = "completed"
     FAILED = "failed"
+
+
+class Frame(BaseModel):
+    kind: Literal["workflow", "step", "item"]
+    name: str
+    index: int | None = None
+
+
+class PauseInfo(BaseModel):
+    """Where and why the debugger holds the execution."""
+
+    step_path: str
+    item_index: int | None = None
+    when: Literal["before", "after", "error"]
+    reason: str = Field(description="breakpoint <id>, pause, step_over, step_into, step_out, run_to <step>")
+    breakpoint_id: str | None = None
+    paused_at: datetime
+    call_stack: list[Frame] = Field(default_factory=list)
+    next_input: Any = None
+
+
+class DebugState(BaseModel):
+    enabled: bool = False
+    status: Literal["running", "paused"] = "running"
+    breakpoints: list[Breakpoint] = Field(default_factory=list)
+    paused: PauseInfo | None = None
+    stepping: str | None = Field(None, description="The command being carried out (step_over…).")
+    audit: list[AuditEntry] = Field(default_factory=list)
 
 
 class ExecutionState(BaseModel):
@@ -141,6 +236,42 @@ class ExecutionState(BaseModel):
     params: Any = None
     output: Any = None
     error: ErrorInfo | None = None
+    debug: DebugState = Field(default_factory=DebugState)
+    resumed_from: str | None = None
+
+
+class DebugCommand(BaseModel):
+    """pause, continue, step_over, step_into, step_out, run_to (with `target`)."""
+
+    action: Literal["pause", "continue", "step_over", "step_into", "step_out", "run_to"]
+    target: str | None = Field(None, max_length=500, description="run_to: the step path or id.")
+    by: str = "anonymous"
+
+
+class BreakpointChange(BaseModel):
+    action: Literal["add", "enable", "disable", "remove"]
+    breakpoint: Breakpoint | None = Field(None, description="add: the breakpoint.")
+    id: str | None = Field(None, description="enable, disable, remove: the breakpoint id.")
+    by: str = "anonymous"
+
+
+class VariableEdit(BaseModel):
+    """Set a variable in the paused scope: `inputs.x`, `steps.<id>.output`, `item`, or `input`
+    (the input the next step is about to receive)."""
+
+    path: str = Field(max_length=500)
+    value: Any = None
+    by: str = "anonymous"
+
+
+class EvaluateRequest(BaseModel):
+    expression: str = Field(max_length=10_000)
+
+
+class EvaluateResult(BaseModel):
+    ok: bool
+    value: Any = None
+    error: str | None = None
 
 
 def bounded(value: Any, limit: int = MAX_STATE_VALUE_BYTES) -> Any:

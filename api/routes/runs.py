@@ -27,9 +27,10 @@ from api.routes.definitions import load_definition
 from api.visibility import temporal_ui_url
 from rte.executions import start_execution
 from rte.store import Store
+from workflows.expressions import check_program
 from workflows.params import json_path, validate_params
 from workflows.plan import ACTIVITY_KINDS, Plan
-from workflows.state import ExecutionConfig
+from workflows.state import Breakpoint, ExecutionConfig
 
 router = APIRouter(
     prefix="/definitions", tags=["runs"], responses=problems(401, 403, 404, 413, 422, 409, 503)
@@ -82,6 +83,7 @@ async def start_run(
     plan = Plan.model_validate(row.plan)
     params = validate_params(plan.input_schema, params)
     plan = await customised_plan(store, plan, connections, config)
+    _check_breakpoints(plan, config)
     if body.execution_id and await _exists(client, body.execution_id):
         raise _duplicate(body.execution_id)
     try:
@@ -95,7 +97,8 @@ async def start_run(
                 error_mode=config.error_mode,
                 max_concurrency=config.max_concurrency,
                 timeout_s=config.timeout_s,
-                debug=config.debug,
+                debug=config.debug or bool(config.breakpoints),
+                breakpoints=[Breakpoint(**b.model_dump()) for b in config.breakpoints],
             ),
             execution_id=body.execution_id,
             definition_version=row.version,
@@ -132,6 +135,22 @@ def _duplicate(execution_id: str) -> Problem:
         "Execution exists",
         f"an execution with id '{execution_id}' already exists; choose another id, or GET /executions/{execution_id}",
     )
+
+
+def _check_breakpoints(plan: Plan, config: RunConfig) -> None:
+    """Initial breakpoints must name a step of the plan and carry a usable condition (422 otherwise)."""
+    known = {step.path for step in plan.walk()} | {step.id for step in plan.walk()}
+    violations = []
+    for number, breakpoint in enumerate(config.breakpoints):
+        where = f"$.config.breakpoints[{number}]"
+        if breakpoint.step not in known:
+            violations.append({"path": f"{where}.step", "message": f"unknown step '{breakpoint.step}'"})
+        problems = check_program(breakpoint.condition) if breakpoint.condition else []
+        if problems:
+            violations.append({"path": f"{where}.condition", "message": problems[0].message})
+    if violations:
+        summary = "; ".join(f"{v['path']}: {v['message']}" for v in violations[:5])
+        raise Problem(422, "Invalid breakpoints", summary, violations=violations)
 
 
 async def customised_plan(store: Store, plan: Plan, connections: dict[str, str], config: RunConfig) -> Plan:

@@ -8,8 +8,10 @@ from rte.cli import (
     approve_cmd,
     compile_cmd,
     connections_cmd,
+    debug_cmd,
     export_cmd,
     keys_cmd,
+    recover_cmd,
     run_cmd,
     up_cmd,
     worker_cmd,
@@ -23,7 +25,18 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for module in (up_cmd, worker_cmd, compile_cmd, run_cmd, approve_cmd, connections_cmd, keys_cmd, export_cmd):
+for module in (
+    up_cmd,
+    worker_cmd,
+    compile_cmd,
+    run_cmd,
+    approve_cmd,
+    debug_cmd,
+    recover_cmd,
+    connections_cmd,
+    keys_cmd,
+    export_cmd,
+):
     module.register(app)
 
 

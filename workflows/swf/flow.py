@@ -135,6 +135,10 @@ class Flow:
                 state.ended_at = workflow.now()
                 return raw_input, "continue"
             self._started(step, state, task)
+            scope = {"input": task.input, "context": self.context, **variables}
+            here = await self.run.pause_point(step, "before", scope, None, state, task_input=task.input)
+            if here is not None and here.input_edited:
+                task.input = here.next_input  # an operator edited the task's input while paused
             task.raw_output = await self._execute(task)
             output = task.raw_output
             if step.output_as is not None:
@@ -148,6 +152,9 @@ class Flow:
                 )
         except StepFailed as failure:
             self._failed(step, state, failure)
+            await self.run.pause_point(
+                step, "error", {"input": task.input, "context": self.context}, None, state
+            )
             raise
         except asyncio.CancelledError:
             state.status, state.skipped_reason = StepStatus.SKIPPED, "cancelled: another branch won the race"
@@ -158,6 +165,9 @@ class Flow:
         state.status, state.output, state.ended_at = StepStatus.COMPLETED, bounded(output), workflow.now()
         if _waits(step):
             self.run.set_current(step, running=False)
+        await self.run.pause_point(
+            step, "after", {"input": task.input, "output": output, "context": self.context}, None, state
+        )
         self.tasks_run += 1
         if self.tasks_run % TASKS_PER_CHECKPOINT == 0:
             await checkpoint()

@@ -1,0 +1,116 @@
+"""Failure recovery (operator role): decide a step paused on its error, retry an execution from
+scratch, resume it from its failure — one at a time or in bulk (ids or a filter, answered per
+execution). The logic lives in `rte.recovery` (shared with the CLI and error analysis)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, status
+
+from api import visibility
+from api.deps import OperatorKey, SettingsDep, TemporalClientDep
+from api.errors import Problem
+from api.models import (
+    ActionOut,
+    BulkItemResult,
+    BulkResult,
+    DebugView,
+    RecoveryBulkRequest,
+    RecoveryDecisionIn,
+    problems,
+)
+from api.routes.debug import _view, update
+from api.routes.executions import BULK_CONCURRENCY, ExecutionId, _describe
+from rte.recovery import RecoveryError, resume_from_failure, retry_from_scratch
+from workflows.state import RecoveryDecision
+
+router = APIRouter(prefix="/executions", tags=["recovery"], responses=problems(401, 403, 404, 409, 422, 503))
+
+Recover = Callable[..., Awaitable[str]]
+
+
+@router.post("/{execution_id}/recovery/decision", response_model=DebugView)
+async def decide(
+    execution_id: ExecutionId, body: RecoveryDecisionIn, client: TemporalClientDep, key: OperatorKey
+) -> DebugView:
+    """Retry (optionally with an edited input or timeout), skip (with a substitute output) or fail a
+    step that waits after its error (on_error: pause); for a for_each, retry reruns only failed items."""
+    decision = RecoveryDecision(**body.model_dump(), by=key.name)
+    return _view(execution_id, await update(client, execution_id, "decide_recovery", decision))
+
+
+@router.post("/{execution_id}/resume", response_model=ActionOut, status_code=status.HTTP_201_CREATED)
+async def resume(
+    execution_id: ExecutionId, client: TemporalClientDep, settings: SettingsDep, _: OperatorKey
+) -> ActionOut:
+    """A new execution that reuses the outputs of the steps that succeeded and starts at the failure."""
+    return await _one(client, settings.task_queue, execution_id, resume_from_failure, "resumed")
+
+
+@router.post("/{execution_id}/retry", response_model=ActionOut, status_code=status.HTTP_201_CREATED)
+async def retry(
+    execution_id: ExecutionId, client: TemporalClientDep, settings: SettingsDep, _: OperatorKey
+) -> ActionOut:
+    """A new execution from scratch with the same parameters and configuration."""
+    return await _one(client, settings.task_queue, execution_id, retry_from_scratch, "retried")
+
+
+@router.post("/recovery/bulk", response_model=BulkResult)
+async def bulk(
+    body: RecoveryBulkRequest, client: TemporalClientDep, settings: SettingsDep, _: OperatorKey
+) -> BulkResult:
+    """Retry or resume every execution given by ids or matching a filter; answers per execution."""
+    if (body.ids is None) == (body.filter is None):
+        raise Problem(
+            422,
+            "Invalid request",
+            "give either `ids` or `filter`, not both and not neither",
+            violations=[{"path": "$", "message": "exactly one of ids and filter is required"}],
+        )
+    if body.ids is not None:
+        ids = list(dict.fromkeys(body.ids))
+    else:
+        assert body.filter is not None
+        query = visibility.build_query(body.filter)
+        ids = [info.execution.workflow_id async for info in visibility.iterate(client, query, body.limit)]
+    action: Recover = resume_from_failure if body.action == "resume" else retry_from_scratch
+    slots = asyncio.Semaphore(BULK_CONCURRENCY)
+
+    async def one(execution_id: str) -> BulkItemResult:
+        async with slots:
+            try:
+                done = await _one(client, settings.task_queue, execution_id, action, body.action)
+            except Problem as problem:
+                return BulkItemResult(
+                    execution_id=execution_id, ok=False, status=problem.status, message=problem.detail
+                )
+            return BulkItemResult(
+                execution_id=execution_id,
+                ok=True,
+                status=201,
+                message=done.message,
+                new_execution_id=done.new_execution_id,
+            )
+
+    results = await asyncio.gather(*(one(execution_id) for execution_id in ids))
+    succeeded = sum(1 for result in results if result.ok)
+    return BulkResult(
+        action=body.action,
+        matched=len(ids),
+        succeeded=succeeded,
+        failed=len(ids) - succeeded,
+        results=results,
+    )
+
+
+async def _one(
+    client: TemporalClientDep, default_queue: str, execution_id: str, action: Recover, verb: str
+) -> ActionOut:
+    description = await _describe(client, execution_id)  # 404 / 503 as the rest of the API answers
+    try:
+        new_id = await action(client, execution_id, task_queue=description.task_queue or default_queue)
+    except RecoveryError as error:
+        raise Problem(error.status, "Cannot recover", error.message) from None
+    return ActionOut(execution_id=execution_id, message=f"{verb} as '{new_id}'", new_execution_id=new_id)

@@ -7,7 +7,7 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -25,8 +25,9 @@ from api.models import (
 )
 from api.routes.definitions import load_definition
 from api.visibility import temporal_ui_url
+from rte.config import Settings
 from rte.executions import start_execution
-from rte.store import Store
+from rte.store import DefinitionRow, Store
 from workflows.expressions import check_program
 from workflows.params import json_path, validate_params
 from workflows.plan import ACTIVITY_KINDS, Plan
@@ -105,6 +106,13 @@ async def start_run(
         )
     except WorkflowAlreadyStartedError:
         raise _duplicate(body.execution_id or "") from None
+    return run_started(handle, row, plan, settings)
+
+
+def run_started(
+    handle: WorkflowHandle[Any, Any], row: DefinitionRow, plan: Plan, settings: Settings
+) -> RunStarted:
+    """The answer to any request that started a run (manual or webhook)."""
     return RunStarted(
         execution_id=handle.id,
         run_id=handle.result_run_id or "",

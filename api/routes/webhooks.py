@@ -21,8 +21,7 @@ from api.deps import AdminKey, SettingsDep, StoreDep, TemporalClientDep, ViewerK
 from api.errors import Problem
 from api.models import DEFINITION_ID, VERSION, RunConfig, RunStarted
 from api.routes.definitions import load_definition
-from api.routes.runs import customised_plan
-from api.visibility import temporal_ui_url
+from api.routes.runs import customised_plan, run_started
 from rte.executions import start_execution
 from rte.store.webhooks import InvalidWebhookToken, WebhookInfo
 from workflows.params import validate_params
@@ -159,12 +158,4 @@ async def run_from_webhook(
         trigger="webhook",
         definition_version=row.version,
     )
-    return RunStarted(
-        execution_id=handle.id,
-        run_id=handle.result_run_id or "",
-        definition_id=row.id,
-        version=row.version,
-        plan_hash=plan.hash,
-        url=f"/executions/{handle.id}",
-        temporal_ui_url=temporal_ui_url(settings, handle.id, handle.result_run_id),
-    )
+    return run_started(handle, row, plan, settings)

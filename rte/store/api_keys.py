@@ -20,6 +20,7 @@ from rte.errors import EngineError, ErrorCategory
 from rte.store.repositories import SessionFactory
 from rte.store.tables import ApiKey
 
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 _KEY_FORMAT = re.compile(r"^rte_([a-z0-9]{12})_([A-Za-z0-9_-]{20,})$")
 
 
@@ -97,9 +98,12 @@ class ApiKeyRepository:
                 raise InvalidApiKey("this API key was revoked")
             if row.expires_at is not None and row.expires_at <= now:
                 raise InvalidApiKey("this API key has expired; create a new one with `rte keys create`")
-            await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
-            await session.commit()
-            return ApiKeyInfo.model_validate(row)
+            info = ApiKeyInfo.model_validate(row)
+            # Recording use costs a write per request: once a minute per key is precise enough.
+            if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+                await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+                await session.commit()
+            return info
 
     async def list(self) -> list[ApiKeyInfo]:
         async with self._sessions() as session:

@@ -39,11 +39,11 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.base import StepRequest, StepResult
 from api import visibility
+from api.bulk import bulk_targets, run_bulk
 from api.deps import OperatorKey, SettingsDep, TemporalClientDep, ViewerKey
 from api.errors import Problem
 from api.models import (
     ActionOut,
-    BulkItemResult,
     BulkRequest,
     BulkResult,
     DataFlowEdge,
@@ -83,7 +83,6 @@ QUERY_TIMEOUT = timedelta(seconds=5)
 UPDATE_TIMEOUT = timedelta(seconds=5)
 RPC_TIMEOUT = timedelta(seconds=10)
 STATS_SAMPLE = 5_000
-BULK_CONCURRENCY = 8
 # A worker long-polls for about a minute; one seen more recently than this is taken to be alive.
 POLLER_FRESH = timedelta(seconds=90)
 EXPORT_COLUMNS = (
@@ -248,19 +247,7 @@ async def bulk_action(
     body: BulkRequest, client: TemporalClientDep, settings: SettingsDep, key: OperatorKey
 ) -> BulkResult:
     """Cancel, terminate, retry or delete executions given by ids or by a filter; answers per execution."""
-    if (body.ids is None) == (body.filter is None):
-        raise Problem(
-            422,
-            "Invalid request",
-            "give either `ids` or `filter`, not both and not neither",
-            violations=[{"path": "$", "message": "exactly one of ids and filter is required"}],
-        )
-    if body.ids is not None:
-        ids = list(dict.fromkeys(body.ids))
-    else:
-        assert body.filter is not None
-        query = visibility.build_query(body.filter)
-        ids = [info.execution.workflow_id async for info in visibility.iterate(client, query, body.limit)]
+    ids = await bulk_targets(client, body.ids, body.filter, body.limit)
     reason = body.reason or f"bulk {body.action} by '{key.name}'"
     action: Callable[[str], Awaitable[ActionOut]] = {
         "cancel": lambda execution_id: _cancel(client, execution_id),
@@ -268,33 +255,7 @@ async def bulk_action(
         "retry": lambda execution_id: _rerun(client, settings, execution_id),
         "delete": lambda execution_id: _delete(client, execution_id),
     }[body.action]
-    slots = asyncio.Semaphore(BULK_CONCURRENCY)
-
-    async def one(execution_id: str) -> BulkItemResult:
-        async with slots:
-            try:
-                done = await action(execution_id)
-            except Problem as problem:
-                return BulkItemResult(
-                    execution_id=execution_id, ok=False, status=problem.status, message=problem.detail
-                )
-            return BulkItemResult(
-                execution_id=execution_id,
-                ok=True,
-                status=200,
-                message=done.message,
-                new_execution_id=done.new_execution_id,
-            )
-
-    results = await asyncio.gather(*(one(execution_id) for execution_id in ids))
-    succeeded = sum(1 for result in results if result.ok)
-    return BulkResult(
-        action=body.action,
-        matched=len(ids),
-        succeeded=succeeded,
-        failed=len(ids) - succeeded,
-        results=results,
-    )
+    return await run_bulk(body.action, ids, action)
 
 
 # Detail -----------------------------------------------------------------------------------------

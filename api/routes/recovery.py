@@ -4,17 +4,15 @@ execution). The logic lives in `rte.recovery` (shared with the CLI and error ana
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, status
 
-from api import visibility
+from api.bulk import bulk_targets, run_bulk
 from api.deps import OperatorKey, SettingsDep, TemporalClientDep
 from api.errors import Problem
 from api.models import (
     ActionOut,
-    BulkItemResult,
     BulkResult,
     DebugView,
     RecoveryBulkRequest,
@@ -22,7 +20,7 @@ from api.models import (
     problems,
 )
 from api.routes.debug import _view, update
-from api.routes.executions import BULK_CONCURRENCY, ExecutionId, _describe
+from api.routes.executions import ExecutionId, _describe
 from rte.recovery import RecoveryError, resume_from_failure, retry_from_scratch
 from workflows.state import RecoveryDecision
 
@@ -62,46 +60,13 @@ async def bulk(
     body: RecoveryBulkRequest, client: TemporalClientDep, settings: SettingsDep, _: OperatorKey
 ) -> BulkResult:
     """Retry or resume every execution given by ids or matching a filter; answers per execution."""
-    if (body.ids is None) == (body.filter is None):
-        raise Problem(
-            422,
-            "Invalid request",
-            "give either `ids` or `filter`, not both and not neither",
-            violations=[{"path": "$", "message": "exactly one of ids and filter is required"}],
-        )
-    if body.ids is not None:
-        ids = list(dict.fromkeys(body.ids))
-    else:
-        assert body.filter is not None
-        query = visibility.build_query(body.filter)
-        ids = [info.execution.workflow_id async for info in visibility.iterate(client, query, body.limit)]
+    ids = await bulk_targets(client, body.ids, body.filter, body.limit)
     action: Recover = resume_from_failure if body.action == "resume" else retry_from_scratch
-    slots = asyncio.Semaphore(BULK_CONCURRENCY)
-
-    async def one(execution_id: str) -> BulkItemResult:
-        async with slots:
-            try:
-                done = await _one(client, settings.task_queue, execution_id, action, body.action)
-            except Problem as problem:
-                return BulkItemResult(
-                    execution_id=execution_id, ok=False, status=problem.status, message=problem.detail
-                )
-            return BulkItemResult(
-                execution_id=execution_id,
-                ok=True,
-                status=201,
-                message=done.message,
-                new_execution_id=done.new_execution_id,
-            )
-
-    results = await asyncio.gather(*(one(execution_id) for execution_id in ids))
-    succeeded = sum(1 for result in results if result.ok)
-    return BulkResult(
-        action=body.action,
-        matched=len(ids),
-        succeeded=succeeded,
-        failed=len(ids) - succeeded,
-        results=results,
+    return await run_bulk(
+        body.action,
+        ids,
+        lambda execution_id: _one(client, settings.task_queue, execution_id, action, body.action),
+        ok_status=201,
     )
 
 

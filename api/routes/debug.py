@@ -15,12 +15,9 @@ from pydantic import BaseModel
 from temporalio.client import (
     Client,
     WorkflowQueryFailedError,
-    WorkflowUpdateFailedError,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from api import visibility
 from api.deps import OperatorKey, TemporalClientDep
 from api.errors import Problem
 from api.models import (
@@ -36,12 +33,12 @@ from api.models import (
 )
 from api.routes.executions import (
     QUERY_TIMEOUT,
-    UPDATE_TIMEOUT,
     ExecutionId,
     _describe,
     _is_open,
     _no_worker,
     _require_worker,
+    send_update,
 )
 from rte.recovery import RecoveryError, recorded_steps
 from workflows.state import (
@@ -82,7 +79,7 @@ async def debug_command(
 ) -> DebugView:
     """pause (at the next step boundary), continue, step_over, step_into, step_out, run_to a step."""
     command = DebugCommand(action=body.action, target=body.target, by=key.name)
-    return _view(execution_id, await update(client, execution_id, "debug_command", command))
+    return _view(execution_id, await send_update(client, execution_id, "debug_command", command))
 
 
 @router.post("/breakpoints", response_model=DebugView, status_code=201)
@@ -91,7 +88,7 @@ async def add_breakpoint(
 ) -> DebugView:
     """Add a breakpoint (attaches the debugger to a running execution)."""
     change = BreakpointChange(action="add", breakpoint=Breakpoint(**body.model_dump()), by=key.name)
-    return _view(execution_id, await update(client, execution_id, "debug_breakpoint", change))
+    return _view(execution_id, await send_update(client, execution_id, "debug_breakpoint", change))
 
 
 @router.patch("/breakpoints/{breakpoint_id}", response_model=DebugView)
@@ -104,7 +101,7 @@ async def set_breakpoint(
 ) -> DebugView:
     """Enable or disable a breakpoint."""
     change = BreakpointChange(action="enable" if body.enabled else "disable", id=breakpoint_id, by=key.name)
-    return _view(execution_id, await update(client, execution_id, "debug_breakpoint", change))
+    return _view(execution_id, await send_update(client, execution_id, "debug_breakpoint", change))
 
 
 @router.delete("/breakpoints/{breakpoint_id}", response_model=DebugView)
@@ -113,7 +110,7 @@ async def remove_breakpoint(
 ) -> DebugView:
     """Remove a breakpoint."""
     change = BreakpointChange(action="remove", id=breakpoint_id, by=key.name)
-    return _view(execution_id, await update(client, execution_id, "debug_breakpoint", change))
+    return _view(execution_id, await send_update(client, execution_id, "debug_breakpoint", change))
 
 
 @router.post("/variables", response_model=DebugView)
@@ -122,7 +119,7 @@ async def edit_variable(
 ) -> DebugView:
     """Edit a variable or the next step's input while paused (recorded: who, when, old → new)."""
     edit = VariableEdit(path=body.path, value=body.value, by=key.name)
-    return _view(execution_id, await update(client, execution_id, "debug_edit", edit))
+    return _view(execution_id, await send_update(client, execution_id, "debug_edit", edit))
 
 
 @router.post("/evaluate", response_model=EvaluateOut)
@@ -159,40 +156,6 @@ def _view(execution_id: str, state: ExecutionState) -> DebugView:
         debug=state.debug.model_dump(mode="json"),
         awaiting_decision=[path for path, step in state.steps.items() if step.awaiting_decision],
     )
-
-
-async def update(client: Client, execution_id: str, name: str, argument: BaseModel) -> ExecutionState:
-    """Send a validated update; 409 with the validator's message when refused, 503 without a worker."""
-    description = await _describe(client, execution_id)
-    if not _is_open(description):
-        raise Problem(
-            409,
-            "Execution closed",
-            f"execution '{execution_id}' is {visibility.status_name(description.status)}",
-        )
-    await _require_worker(client, description)
-    handle = client.get_workflow_handle(execution_id)
-    try:
-        # The SDK may retry the call inside rpc_timeout; the outer bound keeps the answer prompt.
-        return await asyncio.wait_for(
-            handle.execute_update(name, argument, result_type=ExecutionState, rpc_timeout=UPDATE_TIMEOUT),
-            timeout=UPDATE_TIMEOUT.total_seconds(),
-        )
-    except WorkflowUpdateFailedError as error:
-        cause = error.cause
-        raise Problem(409, "Refused", getattr(cause, "message", None) or str(cause or error)) from None
-    except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError):
-        raise _no_worker(
-            f"no worker accepted the command within {UPDATE_TIMEOUT.total_seconds():g} s"
-        ) from None
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            raise Problem(409, "Execution closed", f"execution '{execution_id}' has ended") from None
-        if error.status == RPCStatusCode.DEADLINE_EXCEEDED:
-            raise _no_worker("no worker accepted the command in time") from None
-        raise Problem(
-            503, "Temporal unavailable", f"the command was not delivered: {error.message}"
-        ) from None
 
 
 async def query(

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, status
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.history.v1 import HistoryEvent
@@ -678,15 +679,6 @@ class _Payloads:
 async def _decide(
     client: Client, execution_id: str, body: DecisionIn, approved: bool, key: ApiKeyInfo
 ) -> DecisionOut:
-    description = await _describe(client, execution_id)
-    if not _is_open(description):
-        raise Problem(
-            409,
-            "Execution closed",
-            f"execution '{execution_id}' is {visibility.status_name(description.status)}; "
-            "no step of it waits for approval",
-        )
-    await _require_worker(client, description)
     decision = ApprovalDecision(
         step=body.step,
         item_index=body.item_index,
@@ -695,31 +687,7 @@ async def _decide(
         comment=body.comment,
         payload=body.payload,
     )
-    handle = client.get_workflow_handle(execution_id)
-    try:
-        # The SDK may retry the call inside rpc_timeout; the outer bound keeps the answer prompt.
-        state = await asyncio.wait_for(
-            handle.execute_update(
-                "decide_approval", decision, result_type=ExecutionState, rpc_timeout=UPDATE_TIMEOUT
-            ),
-            timeout=UPDATE_TIMEOUT.total_seconds(),
-        )
-    except WorkflowUpdateFailedError as error:
-        cause = error.cause
-        message = getattr(cause, "message", None) or str(cause or error)
-        raise Problem(409, "Not waiting for approval", message) from None
-    except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError):
-        raise _no_worker(
-            f"no worker accepted the decision within {UPDATE_TIMEOUT.total_seconds():g} s"
-        ) from None
-    except RPCError as error:
-        if error.status == RPCStatusCode.NOT_FOUND:
-            raise Problem(409, "Execution closed", f"execution '{execution_id}' has ended") from None
-        if error.status == RPCStatusCode.DEADLINE_EXCEEDED:
-            raise _no_worker("no worker accepted the decision in time") from None
-        raise Problem(
-            503, "Temporal unavailable", f"the decision was not delivered: {error.message}"
-        ) from None
+    state = await send_update(client, execution_id, "decide_approval", decision)
     return DecisionOut(
         execution_id=execution_id,
         step=body.step,
@@ -727,6 +695,40 @@ async def _decide(
         by=key.name,
         execution_status=state.status.value,
     )
+
+
+async def send_update(client: Client, execution_id: str, name: str, argument: BaseModel) -> ExecutionState:
+    """Send a validated update; 409 with the validator's message when refused, 503 without a worker."""
+    description = await _describe(client, execution_id)
+    if not _is_open(description):
+        raise Problem(
+            409,
+            "Execution closed",
+            f"execution '{execution_id}' is {visibility.status_name(description.status)}",
+        )
+    await _require_worker(client, description)
+    handle = client.get_workflow_handle(execution_id)
+    try:
+        # The SDK may retry the call inside rpc_timeout; the outer bound keeps the answer prompt.
+        return await asyncio.wait_for(
+            handle.execute_update(name, argument, result_type=ExecutionState, rpc_timeout=UPDATE_TIMEOUT),
+            timeout=UPDATE_TIMEOUT.total_seconds(),
+        )
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        raise Problem(409, "Refused", getattr(cause, "message", None) or str(cause or error)) from None
+    except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError):
+        raise _no_worker(
+            f"no worker accepted the command within {UPDATE_TIMEOUT.total_seconds():g} s"
+        ) from None
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            raise Problem(409, "Execution closed", f"execution '{execution_id}' has ended") from None
+        if error.status == RPCStatusCode.DEADLINE_EXCEEDED:
+            raise _no_worker("no worker accepted the command in time") from None
+        raise Problem(
+            503, "Temporal unavailable", f"the command was not delivered: {error.message}"
+        ) from None
 
 
 async def _require_worker(client: Client, description: WorkflowExecutionDescription) -> None:

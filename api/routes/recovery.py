@@ -19,8 +19,8 @@ from api.models import (
     RecoveryDecisionIn,
     problems,
 )
-from api.routes.debug import _view, update
-from api.routes.executions import ExecutionId, _describe
+from api.routes.debug import _view
+from api.routes.executions import ExecutionId, _describe, send_update
 from rte.recovery import RecoveryError, resume_from_failure, retry_from_scratch
 from workflows.state import RecoveryDecision
 
@@ -36,7 +36,7 @@ async def decide(
     """Retry (optionally with an edited input or timeout), skip (with a substitute output) or fail a
     step that waits after its error (on_error: pause); for a for_each, retry reruns only failed items."""
     decision = RecoveryDecision(**body.model_dump(), by=key.name)
-    return _view(execution_id, await update(client, execution_id, "decide_recovery", decision))
+    return _view(execution_id, await send_update(client, execution_id, "decide_recovery", decision))
 
 
 @router.post("/{execution_id}/resume", response_model=ActionOut, status_code=status.HTTP_201_CREATED)

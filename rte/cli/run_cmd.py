@@ -12,11 +12,14 @@ from rte.cli._common import err_console, fail, run_async, settings_from
 from rte.cli.progress import ProgressView
 from rte.config import Settings
 from rte.executions import outcome, start_execution
+from rte.store import Store
+from rte.store.catalog import load_swf_catalog
 from rte.temporal import connect
 from rte.watch import NoWorkerError, watch
 from workflows.compiler import compile_file
 from workflows.diagnostics import format_diagnostic
 from workflows.params import ParamsError, parse_cli_params, validate_params
+from workflows.plan import Plan
 from workflows.swf import WorkflowCatalog
 
 
@@ -82,43 +85,27 @@ def _load_params(schema: dict[str, Any], pairs: list[str], input_: str | None) -
         fail(str(error))
 
 
-async def _stored_workflows(settings: Settings) -> WorkflowCatalog:
-    """The stored Serverless Workflow definitions a `run: workflow` task may name."""
-    from rte.store import Store
-    from rte.store.catalog import load_swf_catalog
-
+async def _open_store(settings: Settings) -> Store | None:
+    """The store records the definition that runs and knows the workflows `run: workflow` may name;
+    without it the run still goes on (self-contained workflows only, nothing recorded)."""
     try:
-        store = await Store.open(settings)
-    except Exception:  # noqa: BLE001 - without a store, only self-contained workflows compile
-        return WorkflowCatalog()
-    try:
-        return await load_swf_catalog(store.definitions)
-    finally:
-        await store.close()
-
-
-async def _save_definition(settings: Settings, compilation: Any, source: str) -> str | None:
-    """Record the definition version that runs; the run goes on if the store is unavailable."""
-    from rte.store import Store
-
-    plan = compilation.plan
-    try:
-        store = await Store.open(settings)
+        return await Store.open(settings)
     except Exception as error:  # noqa: BLE001 - the store is a record here, not a requirement
-        err_console.print(f"[yellow]warning:[/] definition not recorded: {error}", highlight=False)
+        err_console.print(f"[yellow]warning:[/] definition store unavailable: {error}", highlight=False)
         return None
-    try:
-        return await store.definitions.save(
-            plan.definition_id,
-            plan.name,
-            plan.description,
-            plan.source_format,
-            source,
-            plan.model_dump(mode="json", by_alias=True),
-            plan.hash,
-        )
-    finally:
-        await store.close()
+
+
+async def _save_definition(store: Store, plan: Plan, source: str) -> str:
+    """Record the definition version that runs."""
+    return await store.definitions.save(
+        plan.definition_id,
+        plan.name,
+        plan.description,
+        plan.source_format,
+        source,
+        plan.model_dump(mode="json", by_alias=True),
+        plan.hash,
+    )
 
 
 async def _run(
@@ -132,15 +119,21 @@ async def _run(
 ) -> int:
     if not file.is_file():
         fail(f"'{file}' does not exist or is not a file")
-    compilation = compile_file(file, catalog=await _stored_workflows(settings))
-    for diagnostic in compilation.diagnostics:
-        if diagnostic.severity == "error" or output == "text":
-            err_console.print(format_diagnostic(diagnostic, str(file)), highlight=False, markup=False)
-    if not compilation.ok or compilation.plan is None:
-        fail(f"{file} does not compile", hint=f"run `rte compile {file}` for details")
+    store = await _open_store(settings)
+    try:
+        catalog = await load_swf_catalog(store.definitions) if store else WorkflowCatalog()
+        compilation = compile_file(file, catalog=catalog)
+        for diagnostic in compilation.diagnostics:
+            if diagnostic.severity == "error" or output == "text":
+                err_console.print(format_diagnostic(diagnostic, str(file)), highlight=False, markup=False)
+        if not compilation.ok or compilation.plan is None:
+            fail(f"{file} does not compile", hint=f"run `rte compile {file}` for details")
+        params = _load_params(compilation.plan.input_schema, pairs, input_)
+        version = await _save_definition(store, compilation.plan, file.read_text()) if store else None
+    finally:
+        if store:
+            await store.close()
     plan = compilation.plan
-    params = _load_params(plan.input_schema, pairs, input_)
-    version = await _save_definition(settings, compilation, file.read_text())
     try:
         client = await connect(settings)
     except Exception as error:  # noqa: BLE001 - any connection failure gets the same advice

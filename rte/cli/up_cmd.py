@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from rte.cli._common import err_console, fail, settings_from
-from rte.temporal import TemporalBinaryNotFound, find_temporal_binary, search_attribute_flags
+from rte.temporal import TemporalBinaryNotFound, find_temporal_binary, persistent_dev_server_command
 
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 10.0
@@ -71,22 +71,9 @@ def up(
             (
                 "temporal",
                 _spawn(
-                    [
-                        temporal,
-                        "server",
-                        "start-dev",
-                        "--db-filename",
-                        str(data_dir / "temporal.db"),
-                        "--ip",
-                        "127.0.0.1",
-                        "--port",
-                        str(temporal_port),
-                        "--ui-port",
-                        str(ui_port),
-                        "--log-level",
-                        "warn",
-                        *search_attribute_flags(),
-                    ],
+                    persistent_dev_server_command(
+                        temporal, data_dir / "temporal.db", port=temporal_port, ui_port=ui_port
+                    ),
                     env,
                     logs / "temporal.log",
                 ),

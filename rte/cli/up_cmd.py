@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from rte.cli._common import err_console, fail, settings_from
+from rte.private_files import private_dir, private_file
 from rte.temporal import TemporalBinaryNotFound, find_temporal_binary, persistent_dev_server_command
 
 READY_TIMEOUT_S = 60.0
@@ -49,7 +50,13 @@ def up(
         temporal = find_temporal_binary()
     except TemporalBinaryNotFound as error:
         fail(str(error))
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Everything under the data folder is private: the folder itself even when it already existed,
+    # and whatever the stack creates from now on (umask 077 is inherited by Temporal's dev server,
+    # which would otherwise create temporal.db 0644); a database left wider by an earlier run too.
+    private_dir(data_dir)
+    os.umask(0o077)
+    for file in data_dir.glob("temporal.db*"):
+        private_file(file)
     settings = settings_from(data_dir=data_dir.resolve(), temporal_address=f"127.0.0.1:{temporal_port}")
     env = os.environ | {
         "RTE_DATA_DIR": str(settings.data_dir),

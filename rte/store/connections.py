@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from activities.base import ResolvedConnection
 from rte.config import Settings
 from rte.errors import EngineError, ErrorCategory
+from rte.private_files import private_file
 from rte.store.tables import Connection, utcnow
 
 ConnectionType = Literal["bearer", "api_key", "basic", "openai"]
@@ -133,6 +134,7 @@ class SecretBox:
         try:
             if not path.exists():
                 _create_key_file(path)
+            private_file(path)  # a key file copied in with a wider mode is tightened
             return path.read_text().strip()
         except OSError as err:
             raise EngineError(ErrorCategory.CONFIGURATION, f"cannot use key file {path}: {err}") from None

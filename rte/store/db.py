@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from rte.config import Settings, get_settings
 from rte.errors import EngineError, ErrorCategory
+from rte.private_files import private_dir, private_sqlite_file
 from rte.store.api_keys import ApiKeyRepository
 from rte.store.compilations import CompilationRepository
 from rte.store.connections import ConnectionStore, SecretBox
@@ -51,6 +52,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return create_async_engine(parsed, pool_pre_ping=True, **kwargs)
     if (db_file := _sqlite_file(parsed)) is not None:
         db_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_sqlite_file(db_file)  # 0600, and so its -wal and -shm files
     engine = create_async_engine(parsed, **kwargs)
     event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
     return engine
@@ -183,6 +185,8 @@ class Store:
     async def open(cls, settings: Settings | None = None, *, migrate_schema: bool = True) -> Store:
         """Migrate the schema to head (unless told not to) and open the store."""
         settings = settings or get_settings()
+        if settings.data_dir.is_dir():
+            private_dir(settings.data_dir)  # one made by someone else may be wide open
         url = settings.resolved_database_url
         if migrate_schema:
             await migrate(url)

@@ -13,17 +13,21 @@ writes to stderr become the step's `stdout`/`stderr` log lines (at most 1,000 li
 
 The process (`worker/sandbox_runner.py`, which documents the protocol and the isolation order)
 starts with an empty environment — no secrets — in a fresh temporary folder that is removed
-afterwards, in a session of its own. It limits its own memory (RLIMIT_AS), CPU seconds and
-processes, drops to `nobody` when the worker runs as root and, when
-`settings.sandbox_isolate_network`, detaches from the network. This module enforces the wall clock
-by killing the whole process group, and reads the output incrementally with caps so a chatty or
-hostile script cannot exhaust the worker's memory.
+afterwards, in a session of its own. In a mount namespace of its own, that folder is also its
+/tmp, /var/tmp and /dev/shm, and the data folder is hidden. It limits its own memory (RLIMIT_AS),
+CPU seconds and processes, drops to `nobody` when the worker runs as root, detaches from the
+network when `settings.sandbox_isolate_network`, and installs a seccomp filter
+(`activities/script_seccomp.py`) that this module builds once it knows the process id. This module
+enforces the wall clock by killing the whole process group, and reads the output incrementally
+with caps so a chatty or hostile script cannot exhaust the worker's memory. What is and is not
+contained, for a root and a non-root worker: docs/security.md, "The script sandbox".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import json
 import os
@@ -42,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from activities.base import StepContext
 from activities.http import parse_params
+from activities.script_seccomp import UnsupportedArchitecture, ensure_supported, seccomp_program
 from rte.config import get_settings
 from rte.errors import EngineError, ErrorCategory
 
@@ -54,6 +59,7 @@ MAX_LINE_CHARS = 8192
 OPEN_FILES = 64
 FILE_SIZE_MB = 16
 STDERR_TAIL_CHARS = 2000
+PR_SET_DUMPABLE = 4
 # The runner's own environment: set here, nothing inherited from the worker.
 SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
@@ -197,11 +203,25 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, onerror=make_writable_and_retry)
 
 
+@functools.cache
+def _protect_worker() -> None:
+    """A non-root worker shares its uid with the scripts: make it non-dumpable, so they cannot
+    read its memory or environment (database URL, secret key) through /proc/<pid>/."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(
+        PR_SET_DUMPABLE, ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)
+    ):
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE)")
+
+
 def _runner_config(limits: SandboxLimits, drop_privileges: bool) -> dict[str, Any]:
+    settings = get_settings()
     return {
         "memory_mb": limits.memory_mb,
         "cpu_seconds": limits.cpu_seconds,
-        "isolate_network": get_settings().sandbox_isolate_network,
+        "isolate_network": settings.sandbox_isolate_network,
+        # Covered inside the sandbox's mount namespace: the store, the key file, Temporal's database.
+        "hidden_dirs": [str(settings.data_dir.resolve())],
         "drop_to_uid": NOBODY if drop_privileges else None,
         "drop_to_gid": NOBODY if drop_privileges else None,
         "open_files": OPEN_FILES,
@@ -227,10 +247,14 @@ async def _run_runner(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=workdir,
-        env=dict(SANDBOX_ENV, HOME=str(workdir)),
+        env=dict(SANDBOX_ENV, HOME=str(workdir), TMPDIR=str(workdir)),
         start_new_session=True,  # its own process group, so one killpg ends everything it started
     )
     assert process.stdin and process.stdout and process.stderr
+    # The filter names the runner's pid (the only process it may signal), so it is built now and
+    # travels first in the stdin payload (a JSON object: splice one more member in front).
+    program = json.dumps(seccomp_program(process.pid)).encode()
+    payload = b'{"seccomp": ' + program + b", " + payload[1:]
     timed_out = False
     try:
         async with asyncio.timeout(limits.wall_seconds):
@@ -327,6 +351,12 @@ async def handle_script(params: dict[str, Any], ctx: StepContext) -> Any:
     except ValueError as exc:
         raise EngineError(ErrorCategory.VALIDATION, f"script input is not valid JSON: {exc}") from None
     drop_privileges = os.geteuid() == 0
+    try:
+        ensure_supported()
+    except UnsupportedArchitecture as exc:
+        raise EngineError(ErrorCategory.CONFIGURATION, str(exc)) from None
+    if not drop_privileges:
+        _protect_worker()
 
     transcript = _Transcript(ctx)
     workdir = Path(tempfile.mkdtemp(prefix="rte-script-"))
@@ -345,12 +375,15 @@ async def handle_script(params: dict[str, Any], ctx: StepContext) -> Any:
             f"(at most {MAX_LOG_LINES} lines / {MAX_LOG_BYTES // (1024 * 1024)} MB per step)",
         )
     sandbox = transcript.sandbox or {}
-    if sandbox.get("network_note"):
-        ctx.log("warning", f"sandbox: {sandbox['network_note']}")
+    for note in ("network_note", "tmp_note"):
+        if sandbox.get(note):
+            ctx.log("warning", f"sandbox: {sandbox[note]}")
     elapsed_ms = (time.perf_counter() - transcript.started) * 1000
     ctx.log(
         "debug",
-        f"script ran in {elapsed_ms:.0f} ms as uid {sandbox.get('uid', '?')}, network "
+        f"script ran in {elapsed_ms:.0f} ms as uid {sandbox.get('uid', '?')}, "
+        f"{'private' if sandbox.get('tmp_private') else 'shared'} /tmp, seccomp "
+        f"{'on' if sandbox.get('seccomp') else 'off'}, network "
         f"{'isolated' if sandbox.get('network_isolated') else 'not isolated'}, limits "
         f"{limits.memory_mb} MB / {limits.cpu_seconds} s CPU / {limits.wall_seconds:g} s wall, "
         f"exit status {returncode}",

@@ -26,6 +26,7 @@ from rte.store.api_keys import ApiKeyRepository
 from rte.store.compilations import CompilationRepository
 from rte.store.connections import ConnectionStore, SecretBox
 from rte.store.errors import ErrorRepository
+from rte.store.payloads import PayloadRepository
 from rte.store.presets import PresetRepository
 from rte.store.repositories import DefinitionRepository, LogRepository, MetricRepository
 from rte.store.webhooks import WebhookRepository
@@ -180,6 +181,7 @@ class Store:
         self.compilations = CompilationRepository(self.sessions)
         self.presets = PresetRepository(self.sessions)
         self.errors = ErrorRepository(self.sessions)
+        self.payloads = PayloadRepository(self.sessions)
 
     @classmethod
     async def open(cls, settings: Settings | None = None, *, migrate_schema: bool = True) -> Store:

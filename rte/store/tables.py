@@ -16,6 +16,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -219,3 +220,18 @@ class Webhook(Base):
     secret_hash: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
+
+
+class Payload(Base):
+    """A large value carried through Temporal history as a reference (rte/claim_check.py).
+
+    Keyed by the SHA-256 of its canonical JSON, so a value stored twice is one row. Nothing deletes
+    rows yet: a retention job must first know which executions still reference them.
+    """
+
+    __tablename__ = "payloads"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

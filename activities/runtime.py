@@ -32,6 +32,14 @@ from activities.http import handle_http
 from activities.python_fn import handle_python
 from activities.script import handle_script
 from rte import analysis
+from rte.claim_check import (
+    DEFAULT_THRESHOLD_BYTES,
+    PayloadStore,
+    contains_reference,
+    offload,
+    resolve,
+    serialized_size,
+)
 from rte.errors import EngineError, ErrorCategory
 
 HANDLERS: dict[str, Handler] = {
@@ -56,9 +64,19 @@ class _Attempt:
 
 
 class StepActivities:
-    def __init__(self, connections: ConnectionResolver, telemetry: Telemetry | None = None) -> None:
+    def __init__(
+        self,
+        connections: ConnectionResolver,
+        telemetry: Telemetry | None = None,
+        payloads: PayloadStore | None = None,
+        offload_bytes: int = DEFAULT_THRESHOLD_BYTES,
+    ) -> None:
         self.connections = connections
         self.telemetry = telemetry
+        # Claim check (rte/claim_check.py): references in params are resolved before a handler
+        # runs; outputs over `offload_bytes` leave as references, so no result meets Temporal's limits.
+        self.payloads = payloads
+        self.offload_bytes = offload_bytes
 
     def activities(self) -> list[Any]:
         return [self.http, self.ai, self.script, self.python, self.batch]
@@ -90,13 +108,31 @@ class StepActivities:
         done: list[BatchItemResult] = []
         if info.heartbeat_details:
             done = [BatchItemResult.model_validate(item) for item in info.heartbeat_details[0]]
+        outputs_bytes = sum(serialized_size(result.output) for result in done)
+        fit_above = self.offload_bytes
         for item in (request.batch or [])[len(done) :]:
             single = request.model_copy(
                 update={"params": item.params, "item_index": item.item_index, "batch": None}
             )
             done.append(await self._run_item_with_retries(single))
+            outputs_bytes += serialized_size(done[-1].output)
+            if outputs_bytes > fit_above and self.payloads is not None:
+                outputs_bytes = await self._fit_outputs(done)
+                fit_above = outputs_bytes + self.offload_bytes // 2
             activity.heartbeat([result.model_dump(mode="json") for result in done])
         return StepResult(items=done)
+
+    async def _fit_outputs(self, done: list[BatchItemResult]) -> int:
+        """Keep a batch's outputs together under the offload threshold (each fits alone already):
+        the largest become references. Aiming at half the threshold leaves room for the next items,
+        so this runs once per half-threshold of new output, not once per item."""
+        assert self.payloads is not None
+        outputs = await offload(
+            [result.output for result in done], self.payloads, self.offload_bytes // 2, keep_root=True
+        )
+        for result, output in zip(done, outputs, strict=True):
+            result.output = output
+        return serialized_size(outputs)
 
     async def _run_item_with_retries(self, request: StepRequest) -> BatchItemResult:
         delay = 1.0
@@ -138,7 +174,8 @@ class StepActivities:
         try:
             if handler is None:
                 raise EngineError(ErrorCategory.CONFIGURATION, f"no handler for step kind '{request.kind}'")
-            outcome.output = await handler(request.params, context)
+            params = await self._resolved(request.params)
+            outcome.output = await self._offloaded(await handler(params, context))
         except EngineError as error:
             outcome.error = error
         except asyncio.CancelledError:
@@ -161,6 +198,22 @@ class StepActivities:
         outcome.metrics = context.metrics | {"duration_ms": round(duration_ms, 3)}
         await self._record(context, attempt, started_at, duration_ms, outcome)
         return outcome
+
+    async def _resolved(self, params: dict[str, Any]) -> dict[str, Any]:
+        if not contains_reference(params):
+            return params
+        if self.payloads is None:
+            raise EngineError(
+                ErrorCategory.CONFIGURATION,
+                "the step's input holds payload references but this worker has no payload store",
+            )
+        resolved: dict[str, Any] = await resolve(params, self.payloads)
+        return resolved
+
+    async def _offloaded(self, output: Any) -> Any:
+        if self.payloads is None:
+            return output
+        return await offload(output, self.payloads, self.offload_bytes)
 
     async def _record(
         self, context: StepContext, attempt: int, started_at: datetime, duration_ms: float, outcome: _Attempt

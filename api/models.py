@@ -435,11 +435,17 @@ class StepDetail(BaseModel):
     ended_at: datetime | None = None
     duration_ms: float | None = None
     skipped_reason: str | None = None
-    input: Any = Field(None, description="Bounded to 16 KB; `{_truncated: true, …}` when larger.")
-    output: Any = Field(None, description="Bounded to 16 KB; `{_truncated: true, …}` when larger.")
-    input_truncated: bool = False
+    input: Any = Field(
+        None,
+        description="Bounded to 16 KB; `{_truncated: true, …}` when larger. Parts held in the payload "
+        "store show as references `{$rte_ref, bytes, kind, preview}`.",
+    )
+    output: Any = Field(None, description="Bounded like `input`.")
+    input_truncated: bool = Field(
+        False, description="True when `input` is not the whole value: GET payload_url."
+    )
     output_truncated: bool = False
-    output_bytes: int | None = Field(None, description="Size of the output as JSON.")
+    output_bytes: int | None = Field(None, description="Size of the whole output as JSON.")
     error: dict[str, Any] | None = None
     items: ItemsOut | None = None
     item_samples: list[ItemSample] = Field(default_factory=list)
@@ -456,15 +462,18 @@ class DataFlowEdge(BaseModel):
 
 
 class ExecutionDetail(ExecutionSummary):
-    params: Any = None
-    output: Any = None
+    params: Any = Field(None, description="Bounded; large parts show as payload references.")
+    output: Any = Field(None, description="The execution's output, payload references resolved.")
     error: dict[str, Any] | None = None
     waiting_approvals: list[str] = Field(
         default_factory=list, description="Paths of steps awaiting a decision."
     )
     steps: list[StepDetail]
     data_flow: list[DataFlowEdge]
-    critical_path: list[str] = Field(description="Step paths on the estimated critical path of the plan.")
+    critical_path: list[str] = Field(
+        description="Top-level step paths on the chain, linked by `needs`, whose real durations add up "
+        "to the most; steps that were skipped or did not start are never on it."
+    )
     warnings: list[str] = Field(default_factory=list, examples=[["no worker answered the state query"]])
 
 

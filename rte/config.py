@@ -42,7 +42,16 @@ class Settings(BaseSettings):
     api_auth: bool = Field(
         True, description="Require API keys. Turn off (RTE_API_AUTH=false) only for local development."
     )
-    api_max_body_bytes: int = 5_000_000
+    api_max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Larger request bodies are refused with a 413."
+    )
+    payload_offload_bytes: int = Field(
+        128 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Run parameters, step inputs and outputs larger than this are kept in the SQL store "
+        "and carried through Temporal history as a reference (Temporal refuses payloads over 2 MB).",
+    )
     # The script sandbox.
     sandbox_memory_mb: int = 256
     sandbox_cpu_seconds: int = 10

@@ -12,6 +12,8 @@ from temporalio.exceptions import ApplicationError, CancelledError, TerminatedEr
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 from rte import temporal as sa
+from rte.claim_check import DEFAULT_THRESHOLD_BYTES, PayloadStore, offload, resolve, serialized_size
+from rte.errors import EngineError, ErrorCategory
 from workflows.plan import Plan
 from workflows.state import ExecutionConfig, ExecutionInput
 
@@ -31,9 +33,15 @@ async def start_execution(
     execution_id: str | None = None,
     definition_version: str | None = None,
     eager: bool = False,
+    payloads: PayloadStore | None = None,
+    offload_bytes: int = DEFAULT_THRESHOLD_BYTES,
 ) -> WorkflowHandle[Any, Any]:
-    """Start the interpreter on a plan; `params` must already be validated against its input schema."""
+    """Start the interpreter on a plan; `params` must already be validated against its input schema.
+
+    Parameters over `offload_bytes` go to `payloads` and travel as references (rte/claim_check.py).
+    """
     config = config or ExecutionConfig()
+    params = await offload_params(params, payloads, offload_bytes)
     timeout_s = config.timeout_s or plan.timeout_s
     attributes = execution_search_attributes(plan, trigger, definition_version)
     return await client.start_workflow(
@@ -45,6 +53,23 @@ async def start_execution(
         execution_timeout=timedelta(seconds=timeout_s) if timeout_s else None,
         request_eager_start=eager,
     )
+
+
+async def offload_params(
+    params: dict[str, Any], payloads: PayloadStore | None, offload_bytes: int = DEFAULT_THRESHOLD_BYTES
+) -> dict[str, Any]:
+    """Run parameters as they may enter Temporal history: large parts stored, referenced."""
+    if payloads is None:
+        if not params or serialized_size(params) < offload_bytes:
+            return params
+        raise EngineError(
+            ErrorCategory.CONFIGURATION,
+            f"the run parameters are larger than {offload_bytes:,} bytes: they need the payload store "
+            "(the SQL store), which is not available here",
+        )
+    # keep_root: `.inputs.name` stays readable in the workflow however many parameters there are.
+    offloaded: dict[str, Any] = await offload(params, payloads, offload_bytes, keep_root=True)
+    return offloaded
 
 
 def execution_search_attributes(
@@ -63,12 +88,16 @@ def execution_search_attributes(
     )
 
 
-async def outcome(handle: WorkflowHandle[Any, Any]) -> tuple[bool, Any]:
-    """(True, output) for a completed execution, (False, error object) for any other end."""
+async def outcome(handle: WorkflowHandle[Any, Any], payloads: PayloadStore | None = None) -> tuple[bool, Any]:
+    """(True, output) for a completed execution, (False, error object) for any other end.
+
+    With `payloads`, references in the output are replaced by their content (rte/claim_check.py).
+    """
     try:
-        return True, await handle.result()
+        output = await handle.result()
     except WorkflowFailureError as failure:
         return False, failure_to_error(failure.cause)
+    return True, await resolve(output, payloads) if payloads is not None else output
 
 
 def failure_to_error(cause: BaseException | None) -> dict[str, Any]:

@@ -61,7 +61,12 @@ class StoreTelemetry:
 
 def build_worker(client: Client, store: Store, settings: Settings, task_queue: str | None = None) -> Worker:
     load_modules(settings.function_modules)
-    steps = StepActivities(connections=store.connections, telemetry=StoreTelemetry(store))
+    steps = StepActivities(
+        connections=store.connections,
+        telemetry=StoreTelemetry(store),
+        payloads=store.payloads,
+        offload_bytes=settings.payload_offload_bytes,
+    )
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,

@@ -14,6 +14,7 @@ import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -22,7 +23,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.history.v1 import HistoryEvent
+from temporalio.api.history.v1 import HistoryEvent, StartChildWorkflowExecutionInitiatedEventAttributes
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import (
     DeleteWorkflowExecutionRequest,
@@ -41,7 +42,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.base import StepRequest, StepResult
 from api import visibility
 from api.bulk import bulk_targets, run_bulk
-from api.deps import OperatorKey, SettingsDep, TemporalClientDep, ViewerKey
+from api.critical_path import actual_critical_path
+from api.deps import OperatorKey, SettingsDep, StoreDep, TemporalClientDep, ViewerKey
 from api.errors import Problem
 from api.models import (
     ActionOut,
@@ -63,11 +65,11 @@ from api.models import (
     problems,
 )
 from rte import temporal as sa
+from rte.claim_check import PayloadNotFound, PayloadStore, contains_reference, resolve, resolved_size
 from rte.config import Settings
 from rte.errors import EngineError
 from rte.executions import start_execution
 from rte.store.api_keys import ApiKeyInfo
-from workflows.artifacts import build_artifacts
 from workflows.expressions import evaluate, evaluate_template
 from workflows.plan import ACTIVITY_KINDS, Plan, PlanStep, StepKind
 from workflows.state import ApprovalDecision, ExecutionInput, ExecutionState, StepState
@@ -267,6 +269,7 @@ async def get_execution(
     execution_id: ExecutionId,
     client: TemporalClientDep,
     settings: SettingsDep,
+    store: StoreDep,
     _: ViewerKey,
     run_id: RunId = None,
 ) -> ExecutionDetail:
@@ -290,12 +293,11 @@ async def get_execution(
         for step in plan.walk()
         for read in step.reads
     ]
-    root_paths = {step.id: step.path for step in plan.root.steps}
-    critical = [root_paths.get(step_id, step_id) for step_id in build_artifacts(plan).stats.critical_path]
+    critical = actual_critical_path(plan, state, datetime.now(UTC)) if state else []
     return ExecutionDetail(
         **summary.model_dump(),
         params=state.params if state else run_input.params,
-        output=state.output if state else None,
+        output=await _resolved(state.output, store.payloads) if state else None,
         error=state.error.model_dump(mode="json") if state and state.error else None,
         waiting_approvals=[step.path for step in steps if step.status == "waiting"],
         steps=steps,
@@ -313,6 +315,7 @@ async def get_payload(
     execution_id: ExecutionId,
     step_path: Annotated[str, Path(min_length=1, max_length=1000, examples=["greet/hello"])],
     client: TemporalClientDep,
+    store: StoreDep,
     _: ViewerKey,
     part: Literal["output", "input"] = "output",
     item: Annotated[int | None, Query(ge=0, description="One for_each item.")] = None,
@@ -321,7 +324,7 @@ async def get_payload(
     """The full input or output of a step (or of one for_each item), not truncated."""
     description = await _describe(client, execution_id, run_id)
     run_input = await _start_input(client, execution_id, description.run_id)
-    payloads = _Payloads(client, execution_id, description.run_id, run_input)
+    payloads = _Payloads(client, execution_id, description.run_id, run_input, store.payloads)
     step = payloads.step(step_path)
     if item is not None and step.for_each is None:
         raise Problem(404, "Not found", f"step '{step.path}' has no for_each, so it has no item {item}")
@@ -459,7 +462,17 @@ def _size(value: Any) -> int | None:
         return None
     if _truncated(value):
         return int(value.get("size") or 0)
+    if contains_reference(value):
+        return resolved_size(value)  # what the step really produced, not its reference
     return len(json.dumps(value, separators=(",", ":"), default=str))
+
+
+async def _resolved(value: Any, payloads: PayloadStore) -> Any:
+    """A value with its payload references replaced by their content (404 when one is gone)."""
+    try:
+        return await resolve(value, payloads)
+    except PayloadNotFound as error:
+        raise Problem(404, "Payload not found", error.message) from None
 
 
 def _sibling_path(step: PlanStep, step_id: str) -> str:
@@ -493,8 +506,9 @@ def _step_detail(step: PlanStep, state: ExecutionState | None, execution_id: str
         skipped_reason=found.skipped_reason,
         input=found.input,
         output=found.output,
-        input_truncated=_truncated(found.input),
-        output_truncated=_truncated(found.output),
+        # A value held by reference (rte/claim_check.py) is shown as the reference: fetch payload_url.
+        input_truncated=_truncated(found.input) or contains_reference(found.input),
+        output_truncated=_truncated(found.output) or contains_reference(found.output),
         output_bytes=_size(found.output),
         error=found.error.model_dump(mode="json") if found.error else None,
         items=ItemsOut.model_validate(found.items.model_dump()) if found.items else None,
@@ -512,13 +526,32 @@ def _step_detail(step: PlanStep, state: ExecutionState | None, execution_id: str
     )
 
 
-class _Payloads:
-    """Full step inputs and outputs: from activity events in history, else from (or recomputed from) state."""
+_Activities = dict[str, tuple[StepRequest | None, StepResult | None]]
 
-    def __init__(self, client: Client, execution_id: str, run_id: str, run_input: ExecutionInput) -> None:
+
+@dataclass(frozen=True)
+class _Slice:
+    """A child execution that ran items [offset, offset + count) of a large for_each."""
+
+    workflow_id: str
+    run_id: str | None
+    offset: int
+    count: int
+
+
+class _Payloads:
+    """Full step inputs and outputs: from activity events in history (the for_each slices' histories
+    too), else from (or recomputed from) state; payload references resolved."""
+
+    def __init__(
+        self, client: Client, execution_id: str, run_id: str, run_input: ExecutionInput, store: PayloadStore
+    ) -> None:
         self.client, self.execution_id, self.run_id, self.run_input = client, execution_id, run_id, run_input
         self.plan: Plan = run_input.plan
-        self._activities: dict[str, tuple[StepRequest | None, StepResult | None]] | None = None
+        self.store = store
+        self._activities: _Activities | None = None
+        self._slices: dict[str, list[_Slice]] = {}  # step path → its slices, when it ran in slices
+        self._slice_activities: dict[str, _Activities] = {}  # slice workflow id → its activities
         self._state: ExecutionState | None = None
         self._state_error: str | None = None
         self._outputs: dict[str, Any] = {}
@@ -537,6 +570,9 @@ class _Payloads:
         )
 
     async def full(self, step: PlanStep, part: str, item: int | None) -> Any:
+        return await _resolved(await self._full(step, part, item), self.store)
+
+    async def _full(self, step: PlanStep, part: str, item: int | None) -> Any:
         if step.kind in ACTIVITY_KINDS:
             found, value = await self._from_history(step, part, item)
             if found:
@@ -575,14 +611,38 @@ class _Payloads:
                 self._state_error = problem.detail
         return self._state
 
-    async def _history(self) -> dict[str, tuple[StepRequest | None, StepResult | None]]:
+    async def _history(self) -> _Activities:
         """activity id → (request, result) of every activity (and local activity) in the history."""
-        if self._activities is not None:
-            return self._activities
+        if self._activities is None:
+            self._activities = await self._scan(self.execution_id, self.run_id, self._slices)
+        return self._activities
+
+    async def _step_activities(self, step: PlanStep, item: int | None) -> _Activities:
+        """The activities of the execution, and those of the slices that ran `step` (only the one
+        holding `item` when an item is asked for)."""
+        found = await self._history()
+        slices = [
+            piece
+            for piece in self._slices.get(step.path, [])
+            if item is None or piece.offset <= item < piece.offset + piece.count
+        ]
+        if not slices:
+            return found
+        found = dict(found)
+        for piece in slices:
+            if piece.workflow_id not in self._slice_activities:
+                self._slice_activities[piece.workflow_id] = await self._scan(piece.workflow_id, piece.run_id)
+            found.update(self._slice_activities[piece.workflow_id])
+        return found
+
+    async def _scan(
+        self, workflow_id: str, run_id: str | None, slices: dict[str, list[_Slice]] | None = None
+    ) -> _Activities:
         converter = self.client.data_converter
         scheduled: dict[int, str] = {}
-        found: dict[str, tuple[StepRequest | None, StepResult | None]] = {}
-        handle = self.client.get_workflow_handle(self.execution_id, run_id=self.run_id)
+        found: _Activities = {}
+        children: dict[int, _Slice] = {}  # initiated event id → slice (for its run id)
+        handle = self.client.get_workflow_handle(workflow_id, run_id=run_id)
         event: HistoryEvent
         async for event in handle.fetch_history_events(rpc_timeout=RPC_TIMEOUT):
             if event.HasField("activity_task_scheduled_event_attributes"):
@@ -608,11 +668,41 @@ class _Payloads:
                     continue
                 if isinstance(meta, dict) and meta.get("activity_id"):
                     found[str(meta["activity_id"])] = (None, result)
-        self._activities = found
+            elif slices is not None and event.HasField(
+                "start_child_workflow_execution_initiated_event_attributes"
+            ):
+                piece = await self._slice_of(event.start_child_workflow_execution_initiated_event_attributes)
+                if piece is not None:
+                    children[event.event_id] = piece
+                    slices.setdefault(piece[0], []).append(piece[1])
+            elif slices is not None and event.HasField("child_workflow_execution_started_event_attributes"):
+                started = event.child_workflow_execution_started_event_attributes
+                if (initiated := children.get(started.initiated_event_id)) is not None:
+                    step_path, piece = initiated
+                    pieces = slices[step_path]
+                    pieces[pieces.index(piece)] = replace(piece, run_id=started.workflow_execution.run_id)
         return found
 
+    async def _slice_of(
+        self, attributes: StartChildWorkflowExecutionInitiatedEventAttributes
+    ) -> tuple[str, _Slice] | None:
+        """(step path, slice) when a started child is a slice of one of this execution's for_each steps."""
+        prefix = f"{self.execution_id}/"
+        if not attributes.workflow_id.startswith(prefix):
+            return None
+        try:
+            (child_input,) = await self.client.data_converter.decode(
+                attributes.input.payloads, [ExecutionInput]
+            )
+        except Exception:  # noqa: BLE001 - a child that is not an interpreter run: not a slice
+            return None
+        piece = child_input.slice
+        if piece is None:
+            return None
+        return piece.step_path, _Slice(attributes.workflow_id, None, piece.offset, len(piece.items))
+
     async def _from_history(self, step: PlanStep, part: str, item: int | None) -> tuple[bool, Any]:
-        activities = await self._history()
+        activities = await self._step_activities(step, item)
         per_item: dict[int, Any] = {}
         for activity_id, (request, result) in activities.items():
             base, _, suffix = activity_id.partition("[")

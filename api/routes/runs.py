@@ -25,6 +25,7 @@ from api.models import (
 )
 from api.routes.definitions import load_definition
 from api.visibility import temporal_ui_url
+from rte.claim_check import refuse_references
 from rte.config import Settings
 from rte.executions import start_execution
 from rte.store import DefinitionRow, Store
@@ -83,6 +84,7 @@ async def start_run(
     config = config or RunConfig()
     plan = Plan.model_validate(row.plan)
     params = validate_params(plan.input_schema, params)
+    refuse_references(params, "$.params")
     plan = await customised_plan(store, plan, connections, config)
     _check_breakpoints(plan, config)
     if body.execution_id and await _exists(client, body.execution_id):
@@ -103,6 +105,8 @@ async def start_run(
             ),
             execution_id=body.execution_id,
             definition_version=row.version,
+            payloads=store.payloads,
+            offload_bytes=settings.payload_offload_bytes,
         )
     except WorkflowAlreadyStartedError:
         raise _duplicate(body.execution_id or "") from None

@@ -39,7 +39,8 @@ from api.models import DEFINITION_ID, VERSION, RunConfig
 from api.routes.definitions import load_definition
 from api.routes.runs import customised_plan
 from rte import temporal as sa
-from rte.executions import execution_search_attributes
+from rte.claim_check import refuse_references
+from rte.executions import execution_search_attributes, offload_params
 from rte.store import Store
 from workflows.durations import parse_duration
 from workflows.params import validate_params
@@ -186,11 +187,14 @@ async def _existing(client: Client, schedule_id: str) -> ScheduleHandle:
 
 
 async def _action(
-    store: Store, body: ScheduleIn, task_queue: str
+    store: Store, body: ScheduleIn, task_queue: str, offload_bytes: int
 ) -> tuple[ScheduleActionStartWorkflow, dict[str, Any]]:
     row = await load_definition(store, body.definition_id, body.version)
     plan = Plan.model_validate(row.plan)
     params = validate_params(plan.input_schema, body.params)
+    refuse_references(params, "$.params")
+    # The schedule keeps its action (and memo) in Temporal: large parameters go by reference.
+    params = await offload_params(params, store.payloads, offload_bytes)
     config = body.config or RunConfig()
     plan = await customised_plan(store, plan, {}, config)
     try:
@@ -250,7 +254,12 @@ async def create_schedule(
 ) -> ScheduleOut:
     """Schedule runs of a definition on cron expressions and/or a fixed interval."""
     schedule_id = body.id or f"{body.definition_id}-{secrets.token_hex(4)}"
-    action, memo = await _action(store, body.model_copy(update={"id": schedule_id}), settings.task_queue)
+    action, memo = await _action(
+        store,
+        body.model_copy(update={"id": schedule_id}),
+        settings.task_queue,
+        settings.payload_offload_bytes,
+    )
     every = memo["every_s"]
     schedule = Schedule(
         action=action,

@@ -22,6 +22,7 @@ from api.errors import Problem
 from api.models import DEFINITION_ID, VERSION, RunConfig, RunStarted
 from api.routes.definitions import load_definition
 from api.routes.runs import customised_plan, run_started
+from rte.claim_check import refuse_references
 from rte.executions import start_execution
 from rte.store.webhooks import InvalidWebhookToken, WebhookInfo
 from workflows.params import validate_params
@@ -149,6 +150,7 @@ async def run_from_webhook(
     row = await load_definition(store, definition_id, hook.definition_version)
     plan = Plan.model_validate(row.plan)
     params = validate_params(plan.input_schema, body)
+    refuse_references(params)
     plan = await customised_plan(store, plan, {}, RunConfig())
     handle = await start_execution(
         client,
@@ -157,5 +159,7 @@ async def run_from_webhook(
         task_queue=settings.task_queue,
         trigger="webhook",
         definition_version=row.version,
+        payloads=store.payloads,
+        offload_bytes=settings.payload_offload_bytes,
     )
     return run_started(handle, row, plan, settings)

@@ -11,6 +11,7 @@ import typer
 from rte.cli._common import err_console, fail, run_async, settings_from
 from rte.cli.progress import ProgressView
 from rte.config import Settings
+from rte.errors import EngineError
 from rte.executions import outcome, start_execution
 from rte.store import Store
 from rte.store.catalog import load_swf_catalog
@@ -121,31 +122,51 @@ async def _run(
         fail(f"'{file}' does not exist or is not a file")
     store = await _open_store(settings)
     try:
-        catalog = await load_swf_catalog(store.definitions) if store else WorkflowCatalog()
-        compilation = compile_file(file, catalog=catalog)
-        for diagnostic in compilation.diagnostics:
-            if diagnostic.severity == "error" or output == "text":
-                err_console.print(format_diagnostic(diagnostic, str(file)), highlight=False, markup=False)
-        if not compilation.ok or compilation.plan is None:
-            fail(f"{file} does not compile", hint=f"run `rte compile {file}` for details")
-        params = _load_params(compilation.plan.input_schema, pairs, input_)
-        version = await _save_definition(store, compilation.plan, file.read_text()) if store else None
+        return await _run_with(store, file, pairs, input_, output, detach, execution_id, settings)
     finally:
         if store:
             await store.close()
+
+
+async def _run_with(
+    store: Store | None,
+    file: Path,
+    pairs: list[str],
+    input_: str | None,
+    output: str,
+    detach: bool,
+    execution_id: str | None,
+    settings: Settings,
+) -> int:
+    catalog = await load_swf_catalog(store.definitions) if store else WorkflowCatalog()
+    compilation = compile_file(file, catalog=catalog)
+    for diagnostic in compilation.diagnostics:
+        if diagnostic.severity == "error" or output == "text":
+            err_console.print(format_diagnostic(diagnostic, str(file)), highlight=False, markup=False)
+    if not compilation.ok or compilation.plan is None:
+        fail(f"{file} does not compile", hint=f"run `rte compile {file}` for details")
+    params = _load_params(compilation.plan.input_schema, pairs, input_)
+    version = await _save_definition(store, compilation.plan, file.read_text()) if store else None
     plan = compilation.plan
     try:
         client = await connect(settings)
     except Exception as error:  # noqa: BLE001 - any connection failure gets the same advice
         fail(f"cannot reach Temporal at {settings.temporal_address}: {error}", hint="start it with `rte up`")
-    handle = await start_execution(
-        client,
-        plan,
-        params,
-        task_queue=settings.task_queue,
-        execution_id=execution_id,
-        definition_version=version,
-    )
+    # The store also holds large parameters and outputs (claim check: rte/claim_check.py).
+    payloads = store.payloads if store else None
+    try:
+        handle = await start_execution(
+            client,
+            plan,
+            params,
+            task_queue=settings.task_queue,
+            execution_id=execution_id,
+            definition_version=version,
+            payloads=payloads,
+            offload_bytes=settings.payload_offload_bytes,
+        )
+    except EngineError as error:
+        fail(error.message)
     ui = f"{settings.temporal_ui_url}/namespaces/{settings.namespace}/workflows/{handle.id}"
     if detach:
         if output == "json":
@@ -160,7 +181,10 @@ async def _run(
                 view.update(state)
     except NoWorkerError as error:
         fail(str(error), hint=f"the execution {handle.id} is durable and will run when a worker starts")
-    ok, result = await outcome(handle)
+    try:
+        ok, result = await outcome(handle, payloads)
+    except EngineError as error:
+        fail(f"the execution ended but its output cannot be read: {error.message}")
     if output == "json":
         print(json.dumps(result, indent=2, default=str))
     elif ok:

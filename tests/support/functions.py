@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import os
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from rte.functions import function
 
@@ -44,3 +47,17 @@ def record_call(name: str, marker_dir: str) -> str:
     count = len(list(path.glob(f"{name}.*")))
     (path / f"{name}.{count}.{os.getpid()}").write_text("called")
     return name
+
+
+@function
+def blob(size: int) -> dict[str, Any]:
+    """An output of about `size` bytes: a small field beside a large one."""
+    line = "0123456789abcdef" * 4 + "\n"
+    return {"name": "blob", "text": (line * (size // len(line) + 1))[:size]}
+
+
+@function
+def measure(value: Any) -> dict[str, Any]:
+    """What the step was given: its size and digest as canonical JSON, and its type."""
+    data = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "type": type(value).__name__}

@@ -6,6 +6,7 @@ import asyncio
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,10 +28,15 @@ def folder_exists(path: str) -> bool:
     return os.path.isdir(path)
 
 
-def script_folders() -> set[Path]:
-    """The sandbox working folders that exist now, as the worker sees them (inside its own mount
-    namespace a script sees its folder as /tmp)."""
-    return set(Path(tempfile.gettempdir()).glob("rte-script-*"))
+@pytest.fixture
+def script_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], set[Path]]:
+    """The sandbox working folders of this test, as the worker sees them (inside its own mount
+    namespace a script sees its folder as /tmp): the worker's temporary folder is the test's own,
+    so steps of other test runs on the machine never show up."""
+    root = tmp_path / "worker-tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return lambda: set(root.glob("rte-script-*"))
 
 
 def process_exists(pid: int) -> bool:
@@ -115,11 +121,10 @@ result = {{"interfaces": interfaces, "reached": reached}}
     assert "network isolated" in ctx.logs[-1].message
 
 
-async def test_the_working_folder_is_removed_afterwards(make_ctx):
-    before = script_folders()
+async def test_the_working_folder_is_removed_afterwards(make_ctx, script_folders):
     code = "import os\nopen('scratch.txt', 'w').write('x' * 1000)\nresult = os.listdir('.')"
     assert await handle_script({"code": code}, make_ctx("script")) == ["scratch.txt"]
-    assert script_folders() <= before
+    assert script_folders() == set()
 
 
 async def test_memory_beyond_the_limit_is_a_sandbox_limit_error(make_ctx):
@@ -159,8 +164,7 @@ async def test_a_busy_loop_hits_the_cpu_limit(make_ctx):
     assert time.perf_counter() - started < 4
 
 
-async def test_sleeping_past_the_wall_clock_limit_kills_the_script(make_ctx):
-    before = script_folders()
+async def test_sleeping_past_the_wall_clock_limit_kills_the_script(make_ctx, script_folders):
     code = "import time\nopen('scratch.txt', 'w').write('x')\nprint('working')\ntime.sleep(30)"
     ctx = make_ctx("script")
     started = time.perf_counter()
@@ -171,11 +175,10 @@ async def test_sleeping_past_the_wall_clock_limit_kills_the_script(make_ctx):
     assert error.message == "script exceeded its wall-clock limit of 1 s"
     # Output printed before the kill is kept, and the killed script's folder is gone too.
     assert lines(ctx, "stdout") == ["working"]
-    assert script_folders() <= before
+    assert script_folders() == set()
 
 
-async def test_a_cancelled_step_leaves_no_process_or_folder_behind(make_ctx):
-    before = script_folders()
+async def test_a_cancelled_step_leaves_no_process_or_folder_behind(make_ctx, script_folders):
     code = "import os, time\nprint(os.getpid())\ntime.sleep(30)"
     ctx = make_ctx("script")
     step = asyncio.create_task(handle_script({"code": code}, ctx))
@@ -183,7 +186,7 @@ async def test_a_cancelled_step_leaves_no_process_or_folder_behind(make_ctx):
         if lines(ctx, "stdout"):
             break
         await asyncio.sleep(0.02)
-    [workdir] = script_folders() - before
+    [workdir] = script_folders()
     step.cancel()
     with pytest.raises(asyncio.CancelledError):
         await step

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         description="Python modules the worker imports to register `python` step functions.",
     )
     max_concurrent_activities: int = 64
+    worker_drain_s: float = Field(
+        10.0,
+        ge=0,
+        description="On SIGTERM a worker stops polling and gives in-flight steps this long to finish; "
+        "the rest are handed back to Temporal (retried on another worker).",
+    )
     temporal_ui_url: str = "http://127.0.0.1:8233"
     api_auth: bool = Field(
         True, description="Require API keys. Turn off (RTE_API_AUTH=false) only for local development."

@@ -1,83 +1,267 @@
-"""A worker killed with SIGKILL mid-execution: a new worker finishes the execution with the right
-output, and the steps that had completed are not run again."""
+"""Fault injection on real processes: workers killed or stopped mid-run, `rte up` losing its worker.
+
+Each test prints its figure on one line (see them with `pytest -s`). Paused executions across a
+worker SIGKILL are in tests/debug/test_durability.py; the scale-out run (two workers, two API
+replicas, SSE resume across replicas) is tests/test_scale_out.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+import psutil
 from temporalio.client import Client
 
 from rte.config import Settings
 from rte.executions import outcome, start_execution
 from tests.conftest import Engine
+from tests.support.processes import (
+    ROOT,
+    activity_starts,
+    engine_env,
+    free_port,
+    running_activities,
+    start_worker,
+    stop,
+    wait_healthy,
+    wait_until,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _start_worker(client: Client, settings: Settings, task_queue: str, log: Path) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "RTE_TEMPORAL_ADDRESS": client.service_client.config.target_host,
-        "RTE_DATA_DIR": str(settings.data_dir),
-        "RTE_TASK_QUEUE": task_queue,
-        "RTE_FUNCTION_MODULES": "tests.support.functions",
-        "PYTHONPATH": str(ROOT),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "rte", "worker"],
-        env=env,
-        cwd=ROOT,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
+IN_FLIGHT = 40
 
 
-def _calls(markers: Path, name: str) -> int:
-    return len(list(markers.glob(f"{name}.*")))
+def _address(client: Client) -> str:
+    return client.service_client.config.target_host
 
 
-async def test_worker_killed_mid_execution_resumes_without_rerunning_completed_steps(
+def _start_worker(
+    client: Client, settings: Settings, task_queue: str, log: Path, **extra: str
+) -> subprocess.Popen[bytes]:
+    """An `rte worker` process on the test session's Temporal server and data folder."""
+    return start_worker(engine_env(_address(client), settings.data_dir, task_queue, **extra), log)
+
+
+def _finished(markers: Path, name: str) -> list[Path]:
+    return [path for path in markers.glob(f"{name}.*") if not path.name.endswith(".started")]
+
+
+async def test_worker_killed_with_40_executions_in_flight_reruns_no_completed_step(
     client: Client, settings: Settings, tmp_path: Path
 ) -> None:
     markers = tmp_path / "markers"
     task_queue = f"durability-{uuid.uuid4()}"
+    # `slow` outlasts the kill; its timeout lets Temporal hand the lost attempt to the new worker.
     plan = Engine.compile(
         f"""
 id: durable
+inputs: {{type: object, properties: {{n: {{type: integer}}}}}}
 steps:
-  - {{id: first, kind: python, with: {{function: record_call, args: {{name: first, marker_dir: "{markers}"}}}}}}
-  - {{id: second, kind: python, needs: [first], with: {{function: record_call, args: {{name: second, marker_dir: "{markers}"}}}}}}
+  - id: first
+    kind: python
+    with: {{function: record_call, args: {{name: '${{ "first" + (.inputs.n | tostring) }}', marker_dir: "{markers}"}}}}
   - id: slow
     kind: python
-    needs: [second]
-    with: {{function: slow_double, args: {{value: 21, seconds: 3}}}}
-  - {{id: last, kind: python, needs: [slow], with: {{function: record_call, args: {{name: last, marker_dir: "{markers}"}}}}}}
-outputs: {{answer: "${{ .steps.slow.output }}", last: "${{ .steps.last.output }}"}}
+    needs: [first]
+    timeout: 20s
+    with: {{function: sleep_then_mark, args: {{seconds: 12, name: '${{ "slow" + (.inputs.n | tostring) }}', marker_dir: "{markers}"}}}}
+  - id: last
+    kind: python
+    needs: [slow]
+    with: {{function: record_call, args: {{name: '${{ "last" + (.inputs.n | tostring) }}', marker_dir: "{markers}"}}}}
+outputs: {{n: "${{ .inputs.n }}", last: "${{ .steps.last.output }}"}}
 """
     )
     log = tmp_path / "worker.log"
     worker = _start_worker(client, settings, task_queue, log)
     try:
-        handle = await start_execution(client, plan, {}, task_queue=task_queue)
-        for _ in range(300):  # wait until both quick steps have run and the slow one is under way
-            if _calls(markers, "second"):
-                break
-            await asyncio.sleep(0.05)
-        assert _calls(markers, "second") == 1, log.read_text()
-        await asyncio.sleep(0.5)
+        handles = [
+            await start_execution(client, plan, {"n": n}, task_queue=task_queue) for n in range(IN_FLIGHT)
+        ]
+
+        async def all_slow_steps_running() -> bool:
+            counts = await asyncio.gather(*(running_activities(handle) for handle in handles))
+            return sum(counts) == IN_FLIGHT and len(list(markers.glob("first*"))) == IN_FLIGHT
+
+        await wait_until(all_slow_steps_running, 90, "every execution running its slow step")
+        in_flight = sum(await asyncio.gather(*(running_activities(handle) for handle in handles)))
         worker.send_signal(signal.SIGKILL)
         worker.wait()
-        assert _calls(markers, "last") == 0  # killed before the end
+        assert not _finished(markers, "last*"), "killed before any execution ended"
         worker = _start_worker(client, settings, task_queue, log)
-        ok, output = await asyncio.wait_for(outcome(handle), timeout=90)
+        outcomes = await asyncio.wait_for(asyncio.gather(*(outcome(handle) for handle in handles)), 180)
     finally:
+        stop(worker)
+    completed = [output for ok, output in outcomes if ok]
+    runs = {
+        step: [len(_finished(markers, f"{step}{n}")) for n in range(IN_FLIGHT)]
+        for step in ("first", "slow", "last")
+    }
+    rerun = sum(count - 1 for counts in runs.values() for count in counts if count > 1)
+    print(
+        f"worker SIGKILL: {len(completed)}/{IN_FLIGHT} completed, {rerun} completed steps re-run "
+        f"({in_flight} steps in flight at the kill)"
+    )
+    assert in_flight == IN_FLIGHT
+    assert sorted(output["n"] for output in completed) == list(range(IN_FLIGHT)), log.read_text()[-3000:]
+    assert all(output["last"] == f"last{output['n']}" for output in completed)
+    assert runs == {step: [1] * IN_FLIGHT for step in runs}  # no step that had completed ran again
+
+
+SLOW_STEP = """
+id: drain
+steps:
+  - {{id: slow, kind: python, timeout: 120s, with: {{function: sleep_then_mark, args: {{seconds: 4, name: slow, marker_dir: "{markers}"}}}}}}
+outputs: {{slow: "${{ .steps.slow.output }}"}}
+"""
+
+
+async def test_sigterm_lets_the_worker_finish_its_in_flight_step_before_it_exits(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    markers, log = tmp_path / "markers", tmp_path / "worker.log"
+    task_queue = f"drain-{uuid.uuid4()}"
+    worker = _start_worker(client, settings, task_queue, log, RTE_WORKER_DRAIN_S="60")
+    try:
+        handle = await start_execution(
+            client, Engine.compile(SLOW_STEP.format(markers=markers)), {}, task_queue=task_queue
+        )
+        await wait_until(lambda: running_activities(handle), 60, "the slow step running")
         worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=30)
-    assert ok, output
-    assert output == {"answer": 42, "last": "last"}
-    assert (_calls(markers, "first"), _calls(markers, "second"), _calls(markers, "last")) == (1, 1, 1)
+        assert worker.wait(90) == 0
+        finished = _finished(markers, "slow")
+        # The step finished in the worker that was told to stop, before it exited.
+        assert [path.name.split(".")[1] for path in finished] == [str(worker.pid)], log.read_text()
+        worker = _start_worker(client, settings, task_queue, log)  # runs the workflow's next task
+        ok, output = await asyncio.wait_for(outcome(handle), 90)
+    finally:
+        stop(worker)
+    starts = await activity_starts(handle)
+    print(f"worker SIGTERM drain: step finished in the stopping worker, {len(starts)} attempt(s)")
+    assert ok and output == {"slow": "slow"}
+    assert [start["attempt"] for start in starts] == [1]
+    assert "draining: in-flight steps have 60 s to finish" in log.read_text()
+
+
+async def test_sigterm_hands_back_steps_that_outlast_the_drain_and_never_hangs(
+    client: Client, settings: Settings, tmp_path: Path
+) -> None:
+    """A cancellable step and a sync one that ignores cancellation (a blocked thread): the worker
+    exits soon after the drain anyway, and both steps are retried at once by the next worker."""
+    markers, log = tmp_path / "markers", tmp_path / "worker.log"
+    task_queue = f"handback-{uuid.uuid4()}"
+    plan = Engine.compile(
+        f"""
+id: handback
+steps:
+  - {{id: waits, kind: python, timeout: 300s, with: {{function: sleep_once, args: {{seconds: 120, name: waits, marker_dir: "{markers}"}}}}}}
+  - {{id: blocks, kind: python, timeout: 300s, with: {{function: block_once, args: {{seconds: 120, name: blocks, marker_dir: "{markers}"}}}}}}
+outputs: {{waits: "${{ .steps.waits.output }}", blocks: "${{ .steps.blocks.output }}"}}
+"""
+    )
+    worker = _start_worker(client, settings, task_queue, log, RTE_WORKER_DRAIN_S="1")
+    try:
+        handle = await start_execution(client, plan, {}, task_queue=task_queue)
+        await wait_until(lambda: _equals(running_activities(handle), 2), 60, "both steps running")
+        signalled = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        # Far less than the 120 s the blocked thread would need (an exit joining it would hang).
+        assert worker.wait(45) == 0
+        exited_after = time.monotonic() - signalled
+        worker = _start_worker(client, settings, task_queue, log)
+        ok, output = await asyncio.wait_for(outcome(handle), 240)
+    finally:
+        stop(worker)
+    retried = [start for start in await activity_starts(handle) if start["attempt"] == 2]
+    print(
+        f"worker SIGTERM past the drain: exited {exited_after:.1f} s after the signal, "
+        f"{len(retried)}/2 steps handed back"
+    )
+    assert ok and output == {"waits": "waits", "blocks": "blocks"}
+    # Handed back by the stopping worker (not lost until their 300 s timeout).
+    assert sorted(start["activity_id"] for start in retried) == ["handback/blocks", "handback/waits"]
+    assert all("shutting down" in start["last_failure"] for start in retried), retried
+
+
+async def _equals(value: Any, expected: Any) -> bool:
+    return (await value) == expected
+
+
+# `rte up` keeps the stack alive when its worker dies.
+
+
+async def _rte(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rte", *args, env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return subprocess.CompletedProcess(args, process.returncode, stdout.decode(), stderr.decode())
+
+
+def _children(up: subprocess.Popen[bytes], *words: str) -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process(up.pid).children():
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.NoSuchProcess:
+            continue
+        if all(word in command for word in words) and child.status() != psutil.STATUS_ZOMBIE:
+            found.append(child)
+    return found
+
+
+async def test_up_restarts_a_killed_worker_and_keeps_the_rest_of_the_stack(tmp_path: Path) -> None:
+    ports = {"temporal": free_port(), "ui": free_port(), "api": free_port()}
+    data = tmp_path / "data"
+    env = os.environ | {
+        "RTE_TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",
+        "RTE_DATA_DIR": str(data),
+        "PYTHONPATH": str(ROOT),
+    }
+    up = _start_up(data, ports, env)
+    try:
+        wait_healthy(f"http://127.0.0.1:{ports['api']}/health", up)
+        temporal, api = _children(up, "server", "start-dev"), _children(up, "uvicorn")
+        [worker] = _children(up, "rte", "worker")
+        worker.kill()  # SIGKILL
+        replacement = await wait_until(
+            lambda: _new_worker(up, worker.pid), 60, "a new worker started by rte up"
+        )
+        assert up.poll() is None, "rte up went down with its worker"
+        # The same server and API still serve; a run started now completes on the new worker.
+        assert [p.pid for p in _children(up, "server", "start-dev")] == [p.pid for p in temporal]
+        assert [p.pid for p in _children(up, "uvicorn")] == [p.pid for p in api]
+        ran = await _rte("run", "examples/hello.yaml", "-p", "name=Ada", "--output", "json", env=env)
+        assert ran.returncode == 0, ran.stderr
+        assert json.loads(ran.stdout)["message"] == "Hello, Ada."
+    finally:
+        up.send_signal(signal.SIGINT)
+        output, _ = up.communicate(timeout=90)
+    text = output.decode()
+    print(f"rte up worker SIGKILL: restarted as pid {replacement.pid}, stack kept, a new run completed")
+    assert up.returncode == 0, text
+    assert "worker exited with code -9" in text and "restarted (restart 1" in text, text
+    assert "restarting in 1 s" in (data / "logs" / "worker.log").read_text()
+
+
+def _start_up(data: Path, ports: dict[str, int], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, "-m", "rte", "up", "--data-dir", str(data), "--temporal-port", str(ports["temporal"]),
+        "--ui-port", str(ports["ui"]), "--api-port", str(ports["api"]),
+    ]  # fmt: skip
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+async def _new_worker(up: subprocess.Popen[bytes], old_pid: int) -> psutil.Process | None:
+    workers = [worker for worker in _children(up, "rte", "worker") if worker.pid != old_pid]
+    return workers[0] if workers else None

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -19,6 +20,9 @@ from rte.temporal import connect
 from workflows.interpreter import RunPlan
 
 log = logging.getLogger("rte.worker")
+
+# After the drain, cancelled steps get this long to report back before the worker exits anyway.
+DRAIN_MARGIN_S = 10.0
 
 
 class StoreTelemetry:
@@ -74,13 +78,20 @@ def build_worker(client: Client, store: Store, settings: Settings, task_queue: s
         activities=steps.activities(),
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_local_activities=settings.max_concurrent_activities,
+        # On shutdown, in-flight steps get this long to finish before they are cancelled.
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_drain_s),
         # Workflow activations run on this pool; two cores here, so a small pool is plenty.
         workflow_task_executor=ThreadPoolExecutor(max_workers=8, thread_name_prefix="rte-workflow"),
     )
 
 
 async def run_worker(settings: Settings, task_queue: str | None = None) -> None:
-    """Run until SIGINT/SIGTERM, then finish in-flight tasks and stop."""
+    """Run until SIGINT/SIGTERM, then drain and return.
+
+    Draining: stop polling, give in-flight steps `worker_drain_s` to finish, then cancel the rest,
+    which are handed back to Temporal and retried on another worker. Bounded: a step that ignores
+    its cancellation cannot keep the process alive past the drain plus a short margin.
+    """
     client = await connect(settings)
     store = await Store.open(settings)
     worker = build_worker(client, store, settings, task_queue)
@@ -89,8 +100,22 @@ async def run_worker(settings: Settings, task_queue: str | None = None) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with worker:
-            log.info("worker polling task queue %r on %s", worker.task_queue, settings.temporal_address)
-            await stop.wait()
+        running = asyncio.create_task(worker.run())
+        stopping = asyncio.create_task(stop.wait())
+        log.info("worker polling task queue %r on %s", worker.task_queue, settings.temporal_address)
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if running.done():
+            running.result()  # the worker failed on its own: raise why
+        log.info("draining: in-flight steps have %.0f s to finish", settings.worker_drain_s)
+        try:
+            await asyncio.wait_for(worker.shutdown(), settings.worker_drain_s + DRAIN_MARGIN_S)
+        except TimeoutError:
+            log.error(
+                "steps still running %.0f s after the drain ended; leaving them to Temporal's timeouts",
+                DRAIN_MARGIN_S,
+            )
+        else:
+            log.info("drained; worker stopped")
     finally:
         await store.close()

@@ -1,7 +1,8 @@
 """`rte up`: the whole local stack in one command — Temporal dev server, a worker, the API.
 
 State lives under the data folder (the Temporal SQLite file, the SQL store, the secret key), so a
-second `rte up` finds the earlier executions. Ctrl-C stops every process cleanly.
+second `rte up` finds the earlier executions. A crashed worker or API is restarted with back-off
+(`rte.cli._supervisor`); Ctrl-C stops every process cleanly.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from rte.cli._common import err_console, fail, settings_from
+from rte.cli._supervisor import Service, StackDown, Supervisor
 from rte.private_files import private_dir, private_file
 from rte.temporal import TemporalBinaryNotFound, find_temporal_binary, persistent_dev_server_command
 
@@ -57,6 +58,7 @@ def up(
     os.umask(0o077)
     for file in data_dir.glob("temporal.db*"):
         private_file(file)
+    temporal_service: Service | None = None
     settings = settings_from(data_dir=data_dir.resolve(), temporal_address=f"127.0.0.1:{temporal_port}")
     env = os.environ | {
         "RTE_DATA_DIR": str(settings.data_dir),
@@ -67,67 +69,74 @@ def up(
         env["RTE_FUNCTION_MODULES"] = ",".join(function_module)
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
-    processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+    supervisor = Supervisor(env, lambda line: err_console.print(f"[yellow]{line}[/]", highlight=False))
     code = 0
     # Ctrl-C and SIGTERM both stop the stack cleanly, even when started from a script that
     # ignores SIGINT for background jobs.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        processes.append(
-            (
+        temporal_service = supervisor.start(
+            Service(
                 "temporal",
-                _spawn(
-                    persistent_dev_server_command(
-                        temporal, data_dir / "temporal.db", port=temporal_port, ui_port=ui_port
-                    ),
-                    env,
-                    logs / "temporal.log",
+                persistent_dev_server_command(
+                    temporal, data_dir / "temporal.db", port=temporal_port, ui_port=ui_port
                 ),
+                logs / "temporal.log",
+                restart=False,  # it holds the state; its end is the stack's end
+                stop_signal=signal.SIGINT,
             )
         )
-        _wait_for_port("Temporal", temporal_port, processes)
-        processes.append(
-            ("worker", _spawn([sys.executable, "-m", "rte", "worker"], env, logs / "worker.log"))
+        _wait_for_port("Temporal", temporal_port, supervisor)
+        # The worker and the API keep no state: when one crashes, it is restarted with back-off.
+        supervisor.start(
+            Service(
+                "worker",
+                [sys.executable, "-m", "rte", "worker"],
+                logs / "worker.log",
+                restart=True,
+                stop_grace_s=settings.worker_drain_s + STOP_GRACE_S,  # it drains in-flight steps first
+            )
         )
-        processes.append(
-            (
+        supervisor.start(
+            Service(
                 "api",
-                _spawn(
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "--factory",
-                        "api.main:app",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(api_port),
-                        "--log-level",
-                        "warning",
-                    ],
-                    env,
-                    logs / "api.log",
-                ),
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "api.main:app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(api_port),
+                    "--log-level",
+                    "warning",
+                ],
+                logs / "api.log",
+                restart=True,
             )
         )
-        _wait_for_port("API", api_port, processes)
+        _wait_for_port("API", api_port, supervisor)
         err_console.print(
             f"[bold green]Runtime Engine is up[/]\n"
             f"  Temporal      127.0.0.1:{temporal_port}\n"
             f"  Web UI        http://127.0.0.1:{ui_port}\n"
             f"  API           http://127.0.0.1:{api_port}  (health: /health, docs: /docs)\n"
             f"  data          {settings.data_dir}  (logs in {logs})\n"
-            f"Run a workflow in another terminal: [bold]rte run examples/hello.yaml[/]. Ctrl-C stops everything.",
+            f"Run a workflow in another terminal: [bold]rte run examples/hello.yaml[/]. Ctrl-C stops everything.\n"
+            f"A crashed worker or API is restarted; the stack stops only if Temporal ends.",
             highlight=False,
         )
-        code = _supervise(processes)
+        supervisor.run()
+    except StackDown as down:
+        code = _died(down)
     except KeyboardInterrupt:
         err_console.print("stopping…")
     finally:
-        _stop(processes)
-        if processes:
+        supervisor.stop()
+        if temporal_service is not None:
             err_console.print("stopped: Temporal, the worker and the API")
     raise typer.Exit(code)
 
@@ -136,51 +145,29 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _spawn(command: list[str], env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
-    log = log_file.open("ab")
-    # Own process group: Ctrl-C reaches `rte up` only, which then stops children in order.
-    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-
-
 def _port_in_use(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _wait_for_port(name: str, port: int, processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
+def _wait_for_port(name: str, port: int, supervisor: Supervisor) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
-        for process_name, process in processes:
-            if process.poll() is not None:
-                raise typer.Exit(_died(process_name, process))
+        supervisor.check()  # Temporal ending raises StackDown; a crashed API is restarted
         if _port_in_use(port):
             return
         time.sleep(0.2)
-    fail(f"the {name} did not start listening on port {port} within {READY_TIMEOUT_S:.0f} s")
-
-
-def _died(name: str, process: subprocess.Popen[bytes]) -> int:
+    # Not `fail` (it exits at once): the processes already started must be stopped first.
     err_console.print(
-        f"[bold red]{name} exited with code {process.returncode}[/]; see its log in the data folder"
+        f"[bold red]error:[/] the {name} did not start listening on port {port} within {READY_TIMEOUT_S:.0f} s",
+        highlight=False,
+    )
+    raise typer.Exit(1)
+
+
+def _died(down: StackDown) -> int:
+    err_console.print(
+        f"[bold red]{down.service.name} exited with code {down.code}[/]; see {down.service.log_file}",
+        highlight=False,
     )
     return 1
-
-
-def _supervise(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
-    while True:
-        for name, process in processes:
-            if process.poll() is not None:
-                return _died(name, process)
-        time.sleep(0.5)
-
-
-def _stop(processes: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    # API and worker first (they finish in-flight work), the server last.
-    for _name, process in reversed(processes):
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT if _name == "temporal" else signal.SIGTERM)
-            try:
-                process.wait(STOP_GRACE_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()

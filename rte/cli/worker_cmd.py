@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from rte.cli._common import fail, settings_from
+from rte.cli._common import exit_now, fail, settings_from
 
 
 def register(app: typer.Typer) -> None:
@@ -36,9 +36,13 @@ def worker(
         database_url=database_url,
         function_modules=function_module or None,
     )
+    loop = asyncio.new_event_loop()
     try:
-        asyncio.run(run_worker(settings))
+        loop.run_until_complete(run_worker(settings))
     except KeyboardInterrupt:
         pass
     except RuntimeError as error:
         fail(f"the worker stopped: {error}", hint="is Temporal running? start everything with `rte up`")
+    # Not asyncio.run: its teardown joins executor threads, and a step stuck in a thread (a sync
+    # python function ignoring its cancellation) would keep a drained worker alive forever.
+    exit_now(0)

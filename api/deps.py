@@ -6,12 +6,14 @@ rte_…` or `X-API-Key: rte_…`) and its role; every route takes exactly one of
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from temporalio.client import Client
 
 from api.errors import Problem
+from rte.claim_check import PayloadStore
 from rte.config import Settings
 from rte.store import Store
 from rte.store.api_keys import ApiKeyInfo, InvalidApiKey, Role
@@ -38,9 +40,22 @@ async def get_temporal(request: Request) -> Client:
     return client
 
 
+@dataclass(frozen=True)
+class Offload:
+    """Where large values in a request go before they enter Temporal (rte/claim_check.py)."""
+
+    payloads: PayloadStore
+    threshold_bytes: int
+
+
+def get_offload(request: Request) -> Offload:
+    return Offload(request.app.state.store.payloads, request.app.state.settings.payload_offload_bytes)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 StoreDep = Annotated[Store, Depends(get_store)]
 TemporalClientDep = Annotated[Client, Depends(get_temporal)]
+OffloadDep = Annotated[Offload, Depends(get_offload)]
 
 
 def _presented_key(request: Request) -> str | None:

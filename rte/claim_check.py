@@ -19,8 +19,9 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
 from rte.errors import EngineError, ErrorCategory
@@ -140,6 +141,27 @@ async def offload(value: Any, store: PayloadStore, threshold_bytes: int, *, keep
         return value
     shrunk = _shrink(value, size, threshold_bytes, keep=keep_root and isinstance(value, dict | list))
     return await _store_pending(shrunk, store)
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+async def offload_model(model: Model, store: PayloadStore, threshold_bytes: int) -> Model:
+    """A message (an update's argument) whose large fields travel as references; a field that
+    cannot hold a reference (a string) and is too large is a validation error naming it."""
+    data = model.model_dump(mode="json")
+    offloaded = await offload(data, store, threshold_bytes, keep_root=True)
+    if offloaded is data:
+        return model
+    try:
+        return type(model).model_validate(offloaded)
+    except ValidationError as error:
+        fields = ", ".join(".".join(str(part) for part in item["loc"]) for item in error.errors())
+        raise EngineError(
+            ErrorCategory.VALIDATION,
+            f"{fields}: too large ({serialized_size(data):,} bytes in all; values over "
+            f"{threshold_bytes:,} bytes are stored by reference, which this field cannot hold)",
+        ) from None
 
 
 async def resolve(value: Any, store: PayloadStore) -> Any:

@@ -18,7 +18,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import OperatorKey, TemporalClientDep
+from api.deps import OffloadDep, OperatorKey, TemporalClientDep
 from api.errors import Problem
 from api.models import (
     BreakpointIn,
@@ -115,11 +115,15 @@ async def remove_breakpoint(
 
 @router.post("/variables", response_model=DebugView)
 async def edit_variable(
-    execution_id: ExecutionId, body: VariableEditIn, client: TemporalClientDep, key: OperatorKey
+    execution_id: ExecutionId,
+    body: VariableEditIn,
+    client: TemporalClientDep,
+    offload: OffloadDep,
+    key: OperatorKey,
 ) -> DebugView:
     """Edit a variable or the next step's input while paused (recorded: who, when, old → new)."""
     edit = VariableEdit(path=body.path, value=body.value, by=key.name)
-    return _view(execution_id, await send_update(client, execution_id, "debug_edit", edit))
+    return _view(execution_id, await send_update(client, execution_id, "debug_edit", edit, offload))
 
 
 @router.post("/evaluate", response_model=EvaluateOut)

@@ -43,7 +43,7 @@ from activities.base import StepRequest, StepResult
 from api import visibility
 from api.bulk import bulk_targets, run_bulk
 from api.critical_path import actual_critical_path
-from api.deps import OperatorKey, SettingsDep, StoreDep, TemporalClientDep, ViewerKey
+from api.deps import Offload, OffloadDep, OperatorKey, SettingsDep, StoreDep, TemporalClientDep, ViewerKey
 from api.errors import Problem
 from api.models import (
     ActionOut,
@@ -65,7 +65,15 @@ from api.models import (
     problems,
 )
 from rte import temporal as sa
-from rte.claim_check import PayloadNotFound, PayloadStore, contains_reference, resolve, resolved_size
+from rte.claim_check import (
+    PayloadNotFound,
+    PayloadStore,
+    contains_reference,
+    offload_model,
+    resolve,
+    resolved_size,
+    serialized_size,
+)
 from rte.config import Settings
 from rte.errors import EngineError
 from rte.executions import start_execution
@@ -84,6 +92,7 @@ Filters = Annotated[ExecutionFilter, Query()]
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 UPDATE_TIMEOUT = timedelta(seconds=5)
+MAX_UPDATE_BYTES = 1_500_000  # under Temporal's 2 MB per payload, with room for the envelope
 RPC_TIMEOUT = timedelta(seconds=10)
 STATS_SAMPLE = 5_000
 # A worker long-polls for about a minute; one seen more recently than this is taken to be alive.
@@ -337,18 +346,26 @@ async def get_payload(
 
 @router.post("/{execution_id}/approve", response_model=DecisionOut)
 async def approve(
-    execution_id: ExecutionId, body: DecisionIn, client: TemporalClientDep, key: OperatorKey
+    execution_id: ExecutionId,
+    body: DecisionIn,
+    client: TemporalClientDep,
+    offload: OffloadDep,
+    key: OperatorKey,
 ) -> DecisionOut:
     """Approve a waiting approval step."""
-    return await _decide(client, execution_id, body, True, key)
+    return await _decide(client, execution_id, body, True, key, offload)
 
 
 @router.post("/{execution_id}/reject", response_model=DecisionOut)
 async def reject(
-    execution_id: ExecutionId, body: DecisionIn, client: TemporalClientDep, key: OperatorKey
+    execution_id: ExecutionId,
+    body: DecisionIn,
+    client: TemporalClientDep,
+    offload: OffloadDep,
+    key: OperatorKey,
 ) -> DecisionOut:
     """Reject a waiting approval step (it fails with category 'rejected')."""
-    return await _decide(client, execution_id, body, False, key)
+    return await _decide(client, execution_id, body, False, key, offload)
 
 
 @router.post("/{execution_id}/cancel", response_model=ActionOut, status_code=status.HTTP_202_ACCEPTED)
@@ -767,7 +784,7 @@ class _Payloads:
 
 
 async def _decide(
-    client: Client, execution_id: str, body: DecisionIn, approved: bool, key: ApiKeyInfo
+    client: Client, execution_id: str, body: DecisionIn, approved: bool, key: ApiKeyInfo, offload: Offload
 ) -> DecisionOut:
     decision = ApprovalDecision(
         step=body.step,
@@ -777,7 +794,7 @@ async def _decide(
         comment=body.comment,
         payload=body.payload,
     )
-    state = await send_update(client, execution_id, "decide_approval", decision)
+    state = await send_update(client, execution_id, "decide_approval", decision, offload)
     return DecisionOut(
         execution_id=execution_id,
         step=body.step,
@@ -787,8 +804,22 @@ async def _decide(
     )
 
 
-async def send_update(client: Client, execution_id: str, name: str, argument: BaseModel) -> ExecutionState:
-    """Send a validated update; 409 with the validator's message when refused, 503 without a worker."""
+async def send_update(
+    client: Client, execution_id: str, name: str, argument: BaseModel, offload: Offload | None = None
+) -> ExecutionState:
+    """Send a validated update; 409 with the validator's message when refused, 503 without a worker.
+
+    With `offload`, large values in the argument travel as payload references (rte/claim_check.py);
+    an argument still too large for Temporal is a 413.
+    """
+    if offload is not None:
+        argument = await offload_model(argument, offload.payloads, offload.threshold_bytes)
+    if (size := serialized_size(argument.model_dump(mode="json"))) > MAX_UPDATE_BYTES:
+        raise Problem(
+            413,
+            "Payload Too Large",
+            f"the {name} command is {size:,} bytes; Temporal carries at most {MAX_UPDATE_BYTES:,} here",
+        )
     description = await _describe(client, execution_id)
     if not _is_open(description):
         raise Problem(

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, status
 
 from api.bulk import bulk_targets, run_bulk
-from api.deps import OperatorKey, SettingsDep, TemporalClientDep
+from api.deps import OffloadDep, OperatorKey, SettingsDep, TemporalClientDep
 from api.errors import Problem
 from api.models import (
     ActionOut,
@@ -31,12 +31,16 @@ Recover = Callable[..., Awaitable[str]]
 
 @router.post("/{execution_id}/recovery/decision", response_model=DebugView)
 async def decide(
-    execution_id: ExecutionId, body: RecoveryDecisionIn, client: TemporalClientDep, key: OperatorKey
+    execution_id: ExecutionId,
+    body: RecoveryDecisionIn,
+    client: TemporalClientDep,
+    offload: OffloadDep,
+    key: OperatorKey,
 ) -> DebugView:
     """Retry (optionally with an edited input or timeout), skip (with a substitute output) or fail a
     step that waits after its error (on_error: pause); for a for_each, retry reruns only failed items."""
     decision = RecoveryDecision(**body.model_dump(), by=key.name)
-    return _view(execution_id, await send_update(client, execution_id, "decide_recovery", decision))
+    return _view(execution_id, await send_update(client, execution_id, "decide_recovery", decision, offload))
 
 
 @router.post("/{execution_id}/resume", response_model=ActionOut, status_code=status.HTTP_201_CREATED)

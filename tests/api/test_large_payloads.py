@@ -317,3 +317,42 @@ async def test_payloads_of_a_for_each_that_ran_in_child_slices(api_server: ApiSe
         assert given.json() == {"function": "measure", "args": {"value": 1_049}}
         beyond = await http.get(step["payload_url"], params={"item": count})
         assert beyond.status_code == 404
+
+
+APPROVAL = """
+id: {id}
+steps:
+  - id: sign_off
+    kind: approval
+    with: {{message: Attach the report}}
+  - id: check
+    kind: python
+    needs: [sign_off]
+    with: {{function: measure, args: {{value: "${{ .steps.sign_off.output.payload }}"}}}}
+outputs:
+  check: "${{ .steps.check.output }}"
+  payload: "${{ .steps.sign_off.output.payload }}"
+"""
+
+
+async def test_a_large_approval_payload_reaches_the_next_step(api_server: ApiServer, client: Client) -> None:
+    definition_id = new_id("bigapproval")
+    await define(api_server, APPROVAL.format(id=definition_id))
+    report = big_document(3 * 1024 * 1024)
+    async with api_server.client(Role.OPERATOR) as http:
+        started = await http.post(f"/definitions/{definition_id}/runs", json={"params": {}})
+        execution_id = started.json()["execution_id"]
+        for _ in range(100):
+            detail = (await http.get(f"/executions/{execution_id}")).json()
+            if detail["waiting_approvals"]:
+                break
+            await asyncio.sleep(0.2)
+        decided = await http.post(
+            f"/executions/{execution_id}/approve", json={"step": "sign_off", "payload": report}
+        )
+        assert decided.status_code == 200, decided.text
+        result = await asyncio.wait_for(client.get_workflow_handle(execution_id).result(), 60)
+        assert result["check"] == digest(report)
+        assert await history_bytes(client, execution_id) < SMALL_HISTORY
+        detail = (await http.get(f"/executions/{execution_id}")).json()
+        assert detail["output"] == {"check": digest(report), "payload": report}

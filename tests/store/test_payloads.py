@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 from sqlalchemy import func, select
 
 from rte.claim_check import (
@@ -14,6 +16,7 @@ from rte.claim_check import (
     canonical_json,
     is_reference,
     offload,
+    offload_model,
     reference_to,
     resolve,
     serialized_size,
@@ -109,3 +112,18 @@ async def test_resolving_a_reference_whose_content_is_gone_names_it(store: Store
     with pytest.raises(PayloadNotFound) as missing:
         await resolve({"a": reference}, store.payloads)
     assert missing.value.key == reference[REF_KEY]
+
+
+class _Message(BaseModel):
+    note: str = ""
+    payload: Any = None
+
+
+async def test_a_message_keeps_its_fields_and_sends_large_values_by_reference(store: Store) -> None:
+    small = _Message(note="hi", payload={"a": 1})
+    assert await offload_model(small, store.payloads, THRESHOLD) is small
+    large = await offload_model(_Message(note="hi", payload=[FIVE_MB]), store.payloads, THRESHOLD)
+    assert large.note == "hi" and is_reference(large.payload[0])
+    assert await resolve(large.payload, store.payloads) == [FIVE_MB]
+    with pytest.raises(EngineError, match="note: too large"):
+        await offload_model(_Message(note=FIVE_MB), store.payloads, THRESHOLD)

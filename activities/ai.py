@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from activities.base import ResolvedConnection, StepContext
-from activities.http import parse_params, send_request
+from activities.http import parse_params, redact_value, send_request, step_connection
 from rte.errors import EngineError, ErrorCategory
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
@@ -29,7 +29,9 @@ class ChatMessage(BaseModel):
 class AiParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    connection: str | None = Field(None, description="Defaults to the step's connection; one is required.")
+    connection: str | None = Field(
+        None, description="Must be the step's own connection (set by the definition) when given."
+    )
     model: str | None = Field(None, description="Defaults to the connection's config.model.")
     messages: list[ChatMessage] | None = None
     prompt: str | None = Field(None, description="Shorthand for one user message.")
@@ -93,7 +95,7 @@ def _completion_output(data: Any, model: str) -> dict[str, Any]:
 
 async def handle_ai(params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
     p = parse_params(AiParams, params, "ai")
-    connection_id = p.connection or ctx.request.connection
+    connection_id = step_connection(p.connection, ctx)
     if not connection_id:
         raise EngineError(
             ErrorCategory.VALIDATION,
@@ -124,7 +126,7 @@ async def handle_ai(params: dict[str, Any], ctx: StepContext) -> dict[str, Any]:
         data = response.json()
     except ValueError:
         data = None
-    output = _completion_output(data, str(model))
+    output = redact_value(_completion_output(data, str(model)), ctx)
     usage = output["usage"]
     if isinstance(usage.get("prompt_tokens"), int):
         ctx.metrics["tokens_prompt"] = usage["prompt_tokens"]

@@ -13,9 +13,12 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
+
+if TYPE_CHECKING:
+    from activities.outbound_policy import OutboundPolicy
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -97,6 +100,8 @@ class StepContext:
     logs: list[LogEntry] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
     secrets: list[str] = field(default_factory=list)  # values redacted from logs and errors
+    # Where http/ai steps may connect; None: the policy of this process's settings (RTE_OUTBOUND_*).
+    policy: OutboundPolicy | None = None
 
     @property
     def idempotency_key(self) -> str:

@@ -9,15 +9,27 @@ Connection secrets by type: `bearer` → `secret.token`; `api_key` → `secret.k
 header `config.header` (default `X-API-Key`) or the query parameter `config.query_param`; `basic` →
 `secret.password` with `config.username` (or `secret.username`); `openai` → `secret.api_key` as a
 bearer token. Any connection may set `config.base_url`, which makes a relative `url` valid.
+
+Security, in the order a request meets it: a step's connection comes only from its definition (an
+edited input naming another is refused); the credentials go only to the connection's allowed
+origins (`activities/connection_scope.py`); every TCP connection, redirects included, passes the
+outbound policy on the address actually connected to (`activities/outbound_policy.py`); redirects
+are followed here, hop by hop, and a hop to another origin drops every credential for good; the
+client keeps no cookies between steps; secrets are redacted from messages, logs and outputs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,12 +37,19 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from activities.base import ResolvedConnection, StepContext
+from activities.connection_scope import origin_of, require_allowed_target
+from activities.outbound_policy import OutboundPolicy, OutboundRefused, PolicyTransport
+from rte.config import get_settings
 from rte.errors import EngineError, ErrorCategory
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 BODY_EXCERPT_BYTES = 2048
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+MAX_REDIRECTS = 10
+LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+# Never sent to another origin on a redirect, whoever set them (the connection's own names too).
+CROSS_ORIGIN_DROPPED = ("authorization", "proxy-authorization", "cookie")
 
 
 def parse_params(model: type[ModelT], params: dict[str, Any], kind: str) -> ModelT:
@@ -60,7 +79,9 @@ class HttpParams(BaseModel):
     query: dict[str, str | int | float | bool | list[str | int | float | bool]] = Field(default_factory=dict)
     body: Any = Field(None, description="Sent as JSON when not null.")
     timeout_s: float = Field(30.0, gt=0, le=3600)
-    connection: str | None = None
+    connection: str | None = Field(
+        None, description="Must be the step's own connection (set by the definition) when given."
+    )
     expect: Literal["json", "text", "auto"] = "auto"
     response: Literal["body", "full"] = Field(
         "body", description="'body' returns the parsed body; 'full' returns {status, headers, body}."
@@ -75,30 +96,72 @@ class HttpParams(BaseModel):
         return method
 
 
-# One client per process: connection pooling across steps. It is bound to the event loop that
-# created it, so a new loop (tests, a restarted worker loop) gets a new client.
-_client: httpx.AsyncClient | None = None
-_client_loop: asyncio.AbstractEventLoop | None = None
+# One client per outbound policy (a worker has one), pooling connections across steps. It is bound
+# to the event loop that created it, so a new loop (tests, a restarted worker loop) gets new clients.
+_clients: dict[OutboundPolicy, httpx.AsyncClient] = {}
+_clients_loop: asyncio.AbstractEventLoop | None = None
 
 
-def shared_client() -> httpx.AsyncClient:
-    global _client, _client_loop
+@lru_cache(maxsize=1)
+def default_policy() -> OutboundPolicy:
+    """The policy of this process's settings, for a step context that carries none."""
+    return OutboundPolicy.from_settings(get_settings())
+
+
+def shared_client(policy: OutboundPolicy | None = None) -> httpx.AsyncClient:
+    global _clients_loop
+    policy = policy or default_policy()
     loop = asyncio.get_running_loop()
-    if _client is None or _client.is_closed or _client_loop is not loop:
-        _client = httpx.AsyncClient(
-            follow_redirects=True,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    if _clients_loop is not loop:
+        _clients.clear()
+        _clients_loop = loop
+    client = _clients.get(policy)
+    if client is None or client.is_closed:
+        quiet_transport_logs()
+        client = httpx.AsyncClient(
+            transport=PolicyTransport(policy, LIMITS),
+            follow_redirects=False,  # send_request follows them, dropping credentials across origins
+            trust_env=False,  # no proxy (it would hide the real target from the policy), no .netrc
+            # No cookie jar shared by every step of every execution: a session cookie one step
+            # receives must not ride along with another's request.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         )
-        _client_loop = loop
-    return _client
+        _clients[policy] = client
+    return client
 
 
 async def close_shared_client() -> None:
     """For worker shutdown."""
-    global _client, _client_loop
-    if _client is not None and _client_loop is asyncio.get_running_loop():
-        await _client.aclose()
-    _client, _client_loop = None, None
+    global _clients_loop
+    if _clients_loop is asyncio.get_running_loop():
+        for client in _clients.values():
+            await client.aclose()
+    _clients.clear()
+    _clients_loop = None
+
+
+class _WithoutQueryStrings(logging.Filter):
+    """httpx logs every request's full URL at INFO; a query string may carry an api_key."""
+
+    _URL_QUERY = re.compile(r"(\bhttps?://[^\s?#\"'<>]*)\?[^\s#\"'<>]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = self._URL_QUERY.sub(r"\1?[query hidden]", message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+def quiet_transport_logs() -> None:
+    """Keep httpx/httpcore at WARNING (unless configured otherwise) and strip query strings from
+    whatever httpx still logs, at any level. Idempotent."""
+    for name in ("httpx", "httpcore"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+        if not any(isinstance(existing, _WithoutQueryStrings) for existing in logger.filters):
+            logger.addFilter(_WithoutQueryStrings())
 
 
 def _secret(connection: ResolvedConnection, key: str) -> str:
@@ -111,35 +174,67 @@ def _secret(connection: ResolvedConnection, key: str) -> str:
     return str(value)
 
 
-def apply_auth(
-    connection: ResolvedConnection, headers: dict[str, str], query: dict[str, Any]
-) -> httpx.BasicAuth | None:
-    """Add the connection's credentials to `headers`/`query`; basic auth is returned instead."""
+@dataclass
+class Credentials:
+    """What a connection adds to a request: headers, query parameters, or basic auth."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)
+    basic: httpx.BasicAuth | None = None
+
+
+def credentials(connection: ResolvedConnection) -> Credentials:
     kind = connection.type
+    found = Credentials()
     if kind == "bearer":
-        headers["Authorization"] = f"Bearer {_secret(connection, 'token')}"
+        found.headers["Authorization"] = f"Bearer {_secret(connection, 'token')}"
     elif kind == "openai":
-        headers["Authorization"] = f"Bearer {_secret(connection, 'api_key')}"
+        found.headers["Authorization"] = f"Bearer {_secret(connection, 'api_key')}"
     elif kind == "api_key":
         key = _secret(connection, "key")
         if connection.config.get("query_param"):
-            query[str(connection.config["query_param"])] = key
+            found.params[str(connection.config["query_param"])] = key
         else:
-            headers[str(connection.config.get("header") or "X-API-Key")] = key
+            found.headers[str(connection.config.get("header") or "X-API-Key")] = key
     elif kind == "basic":
         username = connection.config.get("username") or connection.secret.get("username")
         if not username:
             raise EngineError(
                 ErrorCategory.CONFIGURATION, f"basic connection '{connection.id}' has no username"
             )
-        return httpx.BasicAuth(str(username), _secret(connection, "password"))
+        found.basic = httpx.BasicAuth(str(username), _secret(connection, "password"))
     else:
         raise EngineError(
             ErrorCategory.CONFIGURATION,
             f"connection '{connection.id}' has type '{kind}', which the http step cannot use "
             "(expected bearer, api_key, basic or openai)",
         )
-    return None
+    return found
+
+
+def apply_auth(
+    connection: ResolvedConnection, headers: dict[str, str], query: dict[str, Any]
+) -> httpx.BasicAuth | None:
+    """Add the connection's credentials to `headers`/`query`; basic auth is returned instead."""
+    found = credentials(connection)
+    headers.update(found.headers)
+    query.update(found.params)
+    return found.basic
+
+
+def step_connection(named_in_input: str | None, ctx: StepContext) -> str | None:
+    """The step's connection: the one its definition binds, never one an edited input names."""
+    bound = ctx.request.connection
+    if named_in_input is not None and named_in_input != bound:
+        bound_text = f"connection '{bound}'" if bound else "no connection"
+        raise EngineError(
+            ErrorCategory.POLICY,
+            f"the step's input names connection '{named_in_input}', but its definition binds "
+            f"{bound_text}: a step's connection comes only from its definition (rule connection_binding)",
+            retryable=False,
+            details={"rule": "connection_binding"},
+        )
+    return bound
 
 
 def resolve_url(url: str, connection: ResolvedConnection | None) -> str:
@@ -249,32 +344,47 @@ async def send_request(
 ) -> httpx.Response:
     """Send one request; return a 2xx/3xx response or raise a classified `EngineError`.
 
-    Adds the connection's auth and the step's `Idempotency-Key` (unless the caller set one),
-    records the http_status/bytes_in/bytes_out metrics and logs one line without headers.
+    Adds the connection's auth (only towards an origin the connection is bound to) and the step's
+    `Idempotency-Key` (unless the caller set one), keeps a query string already in `url` (merged
+    with `query`), follows redirects, records the http_status/bytes_in/bytes_out metrics and logs
+    one line without headers or query string.
     """
     headers = dict(headers or {})
-    query = dict(query or {})
-    auth = apply_auth(connection, headers, query) if connection else None
+    url = resolve_url(url, connection)
+    found = Credentials()
+    if connection:
+        found = credentials(connection)
+        require_allowed_target(connection, url)
+        headers.update(found.headers)
     if not any(name.lower() == "idempotency-key" for name in headers):
         headers["Idempotency-Key"] = ctx.idempotency_key
-    url = resolve_url(url, connection)
     content = None
     if json_body is not None:
         content = json.dumps(json_body, separators=(",", ":")).encode()
         if not any(name.lower() == "content-type" for name in headers):
             headers["Content-Type"] = "application/json"
 
-    client = shared_client()
+    client = shared_client(ctx.policy)
     started = time.perf_counter()
     try:
-        request = client.build_request(
-            method, url, headers=headers, params=query or None, content=content, timeout=timeout_s
-        )
+        target = httpx.URL(url)
+        params = {**(query or {}), **found.params}
+        if params:  # merged: httpx would replace the query string already in the URL
+            target = target.copy_merge_params(params)
+        request = client.build_request(method, target, headers=headers, content=content, timeout=timeout_s)
         ctx.metrics["bytes_out"] = len(content or b"")
-        # httpx's timeout is per phase; this bounds the whole exchange.
+        # httpx's timeout is per phase; this bounds the whole exchange, redirects included.
         async with asyncio.timeout(timeout_s):
-            response = await client.send(request, auth=auth)
-    except (httpx.HTTPError, TimeoutError) as exc:
+            response, hops = await _follow_redirects(client, request, found, ctx)
+    except OutboundRefused as refused:
+        ctx.log("warning", f"{method} {display_url(url)} refused: {refused.message}")
+        raise EngineError(
+            ErrorCategory.POLICY,
+            ctx.redact(f"{method} {display_url(url)}: {refused.message}"),
+            retryable=False,
+            details={"method": method, "url": ctx.redact(display_url(url)), "rule": refused.rule},
+        ) from None
+    except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
         elapsed_ms = (time.perf_counter() - started) * 1000
         ctx.log(
             "warning", f"{method} {display_url(url)} failed after {elapsed_ms:.0f} ms: {type(exc).__name__}"
@@ -285,10 +395,62 @@ async def send_request(
     ctx.metrics["http_status"] = response.status_code
     ctx.metrics["bytes_in"] = len(response.content)
     level = "info" if response.status_code < 400 else "warning"
-    ctx.log(level, f"{method} {display_url(url)} → {response.status_code} in {elapsed_ms:.0f} ms")
+    redirected = f" (after {hops} redirect{'s' if hops > 1 else ''} to {display_url(str(response.url))})"
+    ctx.log(
+        level,
+        f"{method} {display_url(url)} → {response.status_code} in {elapsed_ms:.0f} ms"
+        + (redirected if hops else ""),
+    )
     if response.status_code >= 400:
         raise error_for_response(response, method, url, ctx)
     return response
+
+
+async def _follow_redirects(
+    client: httpx.AsyncClient, request: httpx.Request, found: Credentials, ctx: StepContext
+) -> tuple[httpx.Response, int]:
+    """Send `request` and follow its redirects; the first hop to another origin drops every
+    credential for the rest of the chain (httpx itself would forward a custom auth header)."""
+    response = await client.send(request, auth=found.basic)
+    carrying, hops = True, 0
+    while response.next_request is not None:
+        if hops == MAX_REDIRECTS:
+            await response.aclose()
+            raise EngineError(
+                ErrorCategory.HTTP_4XX,
+                ctx.redact(
+                    f"{request.method} {display_url(str(request.url))}: more than {MAX_REDIRECTS} redirects"
+                ),
+                retryable=False,
+            )
+        following = response.next_request
+        await response.aclose()
+        if carrying and origin_of(following.url) != origin_of(request.url):
+            carrying = False
+        if carrying:
+            if found.params:  # a same-origin Location may leave the key out; it is still this origin's
+                following.url = following.url.copy_merge_params(found.params)
+        else:
+            for name in (*CROSS_ORIGIN_DROPPED, *(header.lower() for header in found.headers)):
+                following.headers.pop(name, None)
+            for name in found.params:
+                following.url = following.url.copy_remove_param(name)
+        request, hops = following, hops + 1
+        response = await client.send(request)
+    return response, hops
+
+
+def redact_value(value: Any, ctx: StepContext) -> Any:
+    """`value` with every connection secret replaced by *** (a service may echo credentials back)."""
+    if not ctx.secrets:
+        return value
+    if isinstance(value, str):
+        return ctx.redact(value)
+    if isinstance(value, dict):
+        return {redact_value(key, ctx): redact_value(item, ctx) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_value(item, ctx) for item in value]
+    return value
 
 
 def is_json_content_type(content_type: str) -> bool:
@@ -319,7 +481,7 @@ def decode_body(response: httpx.Response, expect: Literal["json", "text", "auto"
 
 async def handle_http(params: dict[str, Any], ctx: StepContext) -> Any:
     p = parse_params(HttpParams, params, "http")
-    connection_id = p.connection or ctx.request.connection
+    connection_id = step_connection(p.connection, ctx)
     connection = await ctx.connection(connection_id) if connection_id else None
     response = await send_request(
         ctx,
@@ -333,5 +495,5 @@ async def handle_http(params: dict[str, Any], ctx: StepContext) -> Any:
     )
     body = decode_body(response, p.expect, ctx)
     if p.response == "full":
-        return {"status": response.status_code, "headers": dict(response.headers), "body": body}
-    return body
+        body = {"status": response.status_code, "headers": dict(response.headers), "body": body}
+    return redact_value(body, ctx)

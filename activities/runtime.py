@@ -29,6 +29,7 @@ from activities.base import (
     StepResult,
 )
 from activities.http import handle_http
+from activities.outbound_policy import OutboundPolicy
 from activities.python_fn import handle_python
 from activities.script import handle_script
 from rte import analysis
@@ -70,6 +71,7 @@ class StepActivities:
         telemetry: Telemetry | None = None,
         payloads: PayloadStore | None = None,
         offload_bytes: int = DEFAULT_THRESHOLD_BYTES,
+        policy: OutboundPolicy | None = None,
     ) -> None:
         self.connections = connections
         self.telemetry = telemetry
@@ -77,6 +79,7 @@ class StepActivities:
         # runs; outputs over `offload_bytes` leave as references, so no result meets Temporal's limits.
         self.payloads = payloads
         self.offload_bytes = offload_bytes
+        self.policy = policy
 
     def activities(self) -> list[Any]:
         return [self.http, self.ai, self.script, self.python, self.batch]
@@ -167,7 +170,9 @@ class StepActivities:
 
     async def _attempt(self, request: StepRequest, attempt: int) -> _Attempt:
         handler = HANDLERS.get(request.kind)
-        context = StepContext(request=request, attempt=attempt, connections=self.connections)
+        context = StepContext(
+            request=request, attempt=attempt, connections=self.connections, policy=self.policy
+        )
         started_at = datetime.now(UTC)
         started = time.perf_counter()
         outcome = _Attempt()

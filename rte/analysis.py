@@ -332,6 +332,16 @@ RULES: dict[str, list[tuple[Action, float, str, str]]] = {
         ("fix_input", 0.7, "Review the raised error", "The definition raised this error on purpose.")
     ],
     ErrorCategory.REJECTED: [("investigate", 0.5, "Review the rejection", "A person rejected the step.")],
+    ErrorCategory.POLICY: [
+        (
+            "fix_definition",
+            0.9,
+            "Change the target, or the policy that refuses it",
+            "A security policy refused the request (an outbound target, or where a connection's "
+            "credentials may go): point the step elsewhere, or have an admin change RTE_OUTBOUND_ALLOW "
+            "or the connection's allowed_origins. Retrying cannot help.",
+        )
+    ],
     ErrorCategory.CANCELLED: [("investigate", 0.5, "Check why it was cancelled", "Someone cancelled it.")],
 }
 

@@ -45,6 +45,22 @@ class Settings(BaseSettings):
         "the rest are handed back to Temporal (retried on another worker).",
     )
     temporal_ui_url: str = "http://127.0.0.1:8233"
+    api_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="Where the engine's API listens; http and ai steps may never call it.",
+    )
+    # The outbound policy of http and ai steps (activities/outbound_policy.py). Entries: an address
+    # or CIDR, optionally with a port (`127.0.0.1:8080`, `[::1]:80`), or a host name[:port].
+    outbound_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Loopback and private targets http/ai steps may reach (RTE_OUTBOUND_ALLOW, "
+        "comma-separated); empty: public addresses only. Link-local and metadata addresses need an "
+        "entry inside their own range.",
+    )
+    outbound_deny: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Targets http/ai steps may never reach, whatever else allows them (RTE_OUTBOUND_DENY).",
+    )
     api_auth: bool = Field(
         True, description="Require API keys. Turn off (RTE_API_AUTH=false) only for local development."
     )
@@ -64,9 +80,9 @@ class Settings(BaseSettings):
     sandbox_wall_seconds: float = 30.0
     sandbox_isolate_network: bool = True
 
-    @field_validator("function_modules", mode="before")
+    @field_validator("function_modules", "outbound_allow", "outbound_deny", mode="before")
     @classmethod
-    def _split_modules(cls, value: object) -> object:
+    def _split_lists(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value

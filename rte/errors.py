@@ -27,6 +27,7 @@ class ErrorCategory(StrEnum):
     CONFIGURATION = "configuration"
     RAISED = "raised"  # an error raised on purpose by the definition (SWF `raise`)
     REJECTED = "rejected"  # an approval step was rejected
+    POLICY = "policy"  # refused by a security policy (outbound targets, where credentials may go)
     INTERNAL = "internal"
 
 
@@ -42,6 +43,7 @@ NON_RETRYABLE_CATEGORIES = frozenset(
         ErrorCategory.CANCELLED,
         ErrorCategory.RAISED,
         ErrorCategory.REJECTED,
+        ErrorCategory.POLICY,
     }
 )
 

@@ -41,7 +41,13 @@ def client(temporal_env: WorkflowEnvironment) -> Client:
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     data_dir = tmp_path_factory.mktemp("rte-data")
-    return Settings(data_dir=data_dir, function_modules=["tests.support.functions"])
+    # The services steps call in tests are real servers on 127.0.0.1: loopback is allowed here,
+    # explicitly (the default outbound policy refuses it). tests/security covers refused settings.
+    return Settings(
+        data_dir=data_dir,
+        function_modules=["tests.support.functions"],
+        outbound_allow=["127.0.0.0/8", "::1"],
+    )
 
 
 @pytest.fixture(scope="session")

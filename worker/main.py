@@ -12,6 +12,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.outbound_policy import OutboundPolicy
 from activities.python_fn import load_modules
 from activities.runtime import StepActivities
 from rte.config import Settings
@@ -70,6 +71,7 @@ def build_worker(client: Client, store: Store, settings: Settings, task_queue: s
         telemetry=StoreTelemetry(store),
         payloads=store.payloads,
         offload_bytes=settings.payload_offload_bytes,
+        policy=OutboundPolicy.from_settings(settings),
     )
     return Worker(
         client,

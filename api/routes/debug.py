@@ -18,6 +18,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.connection_guard import bound_connection, is_admin, refused
 from api.deps import OffloadDep, OperatorKey, TemporalClientDep
 from api.errors import Problem
 from api.models import (
@@ -121,7 +122,15 @@ async def edit_variable(
     offload: OffloadDep,
     key: OperatorKey,
 ) -> DebugView:
-    """Edit a variable or the next step's input while paused (recorded: who, when, old → new)."""
+    """Edit a variable or the next step's input while paused (recorded: who, when, old → new).
+
+    Below admin, refused (403) while paused at a step bound to a connection."""
+    if not is_admin(key):
+        state = await query(client, execution_id, "state", None, ExecutionState)
+        paused = state.debug.paused
+        connection = await bound_connection(client, execution_id, paused.step_path) if paused else None
+        if paused and connection:
+            raise refused(key, f"editing '{body.path}' while paused at", paused.step_path, connection)
     edit = VariableEdit(path=body.path, value=body.value, by=key.name)
     return _view(execution_id, await send_update(client, execution_id, "debug_edit", edit, offload))
 

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, status
 
 from api.bulk import bulk_targets, run_bulk
+from api.connection_guard import bound_connection, is_admin, refused
 from api.deps import OffloadDep, OperatorKey, SettingsDep, TemporalClientDep
 from api.errors import Problem
 from api.models import (
@@ -38,7 +39,12 @@ async def decide(
     key: OperatorKey,
 ) -> DebugView:
     """Retry (optionally with an edited input or timeout), skip (with a substitute output) or fail a
-    step that waits after its error (on_error: pause); for a for_each, retry reruns only failed items."""
+    step that waits after its error (on_error: pause); for a for_each, retry reruns only failed items.
+    Below admin, a retry with an edited input of a step bound to a connection is refused (403)."""
+    if body.action == "retry" and body.input is not None and not is_admin(key):
+        connection = await bound_connection(client, execution_id, body.step)
+        if connection:
+            raise refused(key, "retrying with an edited input", body.step, connection)
     decision = RecoveryDecision(**body.model_dump(), by=key.name)
     return _view(execution_id, await send_update(client, execution_id, "decide_recovery", decision, offload))
 

@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.connection_guard import refuse_connection_swap
 from api.deps import OperatorKey, SettingsDep, StoreDep, TemporalClientDep, ViewerKey
 from api.errors import Problem
 from api.models import (
@@ -63,9 +64,10 @@ async def start_run(
     store: StoreDep,
     client: TemporalClientDep,
     settings: SettingsDep,
-    _: OperatorKey,
+    key: OperatorKey,
 ) -> RunStarted:
-    """Start a run: parameters are validated (every violation listed with its JSON path)."""
+    """Start a run: parameters are validated (every violation listed with its JSON path); mapping a
+    declared connection to another stored one needs the admin role."""
     row = await load_definition(store, definition_id, body.version)
     params, config, connections = dict(body.params or {}), body.config, dict(body.connections or {})
     if body.preset_id:
@@ -83,6 +85,7 @@ async def start_run(
         connections = preset.connections | connections
     config = config or RunConfig()
     plan = Plan.model_validate(row.plan)
+    refuse_connection_swap(key, plan.connections, connections)
     params = validate_params(plan.input_schema, params)
     refuse_references(params, "$.params")
     plan = await customised_plan(store, plan, connections, config)

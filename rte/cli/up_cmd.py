@@ -64,7 +64,10 @@ def up(
         "RTE_DATA_DIR": str(settings.data_dir),
         "RTE_TEMPORAL_ADDRESS": settings.temporal_address,
         "RTE_TEMPORAL_UI_URL": f"http://127.0.0.1:{ui_port}",
+        "RTE_API_URL": f"http://127.0.0.1:{api_port}",
     }
+    # Local development: steps may call services on this machine (never the engine's own ports).
+    env.setdefault("RTE_OUTBOUND_ALLOW", "127.0.0.0/8,::1")
     if function_module:
         env["RTE_FUNCTION_MODULES"] = ",".join(function_module)
     logs = data_dir / "logs"

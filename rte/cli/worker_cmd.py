@@ -26,9 +26,13 @@ def worker(
     ] = None,
 ) -> None:
     """Poll the task queue and run executions until stopped (Ctrl-C or SIGTERM)."""
+    from activities.http import quiet_transport_logs
+    from activities.outbound_policy import OutboundPolicy
     from worker.main import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # httpx logs every request's full URL at INFO, an api_key query parameter included.
+    quiet_transport_logs()
     settings = settings_from(
         temporal_address=address,
         namespace=namespace,
@@ -36,6 +40,10 @@ def worker(
         database_url=database_url,
         function_modules=function_module or None,
     )
+    try:
+        OutboundPolicy.from_settings(settings)
+    except ValueError as error:
+        fail(f"the outbound policy (RTE_OUTBOUND_ALLOW / RTE_OUTBOUND_DENY): {error}")
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(run_worker(settings))

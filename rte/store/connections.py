@@ -3,6 +3,10 @@
 Workflows and Temporal histories only ever carry a connection's id; an activity calls `resolve(id)`
 to get the decrypted secret at the moment it needs it. Nothing here logs a secret, and no `repr()`
 shows one.
+
+`config.allowed_origins` binds the credentials to the origins an admin names
+(`activities/connection_scope.py`); a connection without it is bound to its base_url's origin, and
+one with neither sends its credentials nowhere.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.base import ResolvedConnection
+from activities.connection_scope import ALLOWED_ORIGINS, normalize_origin, origin_of
 from rte.config import Settings
 from rte.errors import EngineError, ErrorCategory
 from rte.private_files import private_file
@@ -209,11 +214,32 @@ def validate_connection(
     base_url = config.get("base_url")
     if base_url is not None and not (isinstance(base_url, str) and re.match(r"^https?://", base_url)):
         raise _invalid(f"connection {id!r}: config base_url must be an http(s) URL")
+    if ALLOWED_ORIGINS in config:
+        config[ALLOWED_ORIGINS] = _allowed_origins(id, config[ALLOWED_ORIGINS], base_url)
     try:
         json.dumps(config)
     except (TypeError, ValueError):
         raise _invalid(f"connection {id!r}: config must be plain JSON") from None
     return config, dict(secret)
+
+
+def _allowed_origins(id: str, value: Any, base_url: str | None) -> list[str]:
+    """The origins the credentials may go to, canonical; a comma-separated string (the CLI) too."""
+    entries = value.split(",") if isinstance(value, str) else value
+    if not isinstance(entries, list) or not [entry for entry in entries if entry]:
+        raise _invalid(
+            f"connection {id!r}: config allowed_origins must list origins such as https://api.example.com"
+        )
+    try:
+        origins = list(dict.fromkeys(normalize_origin(str(entry).strip()) for entry in entries if entry))
+        base_origin = origin_of(base_url) if base_url else None
+    except ValueError as error:
+        raise _invalid(f"connection {id!r}: {error}") from None
+    if base_origin is not None and base_origin not in origins:
+        raise _invalid(
+            f"connection {id!r}: its base_url's origin {base_origin} is not among its allowed_origins"
+        )
+    return origins
 
 
 class ConnectionStore:

@@ -18,9 +18,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from activities.base import ResolvedConnection, StepContext, StepRequest
+from activities.outbound_policy import OutboundPolicy, parse_rule
 from rte.errors import EngineError, ErrorCategory
 
 OPENAI_KEY = "sk-test-0123456789abcdef"
+# The local servers these tests call live on loopback, which the default policy refuses.
+LOOPBACK_ALLOWED = OutboundPolicy(allow=(parse_rule("127.0.0.0/8"), parse_rule("::1")))
 
 
 @dataclass
@@ -87,6 +90,12 @@ def _answer(request: RecordedRequest) -> tuple[int, dict[str, str], bytes]:
                 "body": body,
             },
         )
+    if path == "/redirect":  # /redirect?to=<url>[&status=307]
+        return int(query.get("status", "302")), {"Location": query["to"]}, b""
+    if path == "/loop":
+        return 302, {"Location": "/loop"}, b""
+    if path == "/set-cookie":
+        return 200, {"Set-Cookie": "session=s3cr3t-cookie; Path=/", "Content-Type": "application/json"}, b"{}"
     if path == "/text":
         return 200, {"Content-Type": "text/plain; charset=utf-8"}, b"plain words"
     if path == "/slow":
@@ -184,6 +193,21 @@ def server(_session_server: RecordingServer) -> RecordingServer:
     return _session_server
 
 
+@pytest.fixture(scope="session")
+def _other_session_server() -> Iterator[RecordingServer]:
+    other = RecordingServer()
+    other.start()
+    yield other
+    other.stop()
+
+
+@pytest.fixture
+def other_server(_other_session_server: RecordingServer) -> RecordingServer:
+    """A second origin (another port), e.g. where a redirect points."""
+    _other_session_server.requests.clear()
+    return _other_session_server
+
+
 class MemoryConnections:
     """A `ConnectionResolver` over a dict, standing in for the encrypted store."""
 
@@ -221,6 +245,7 @@ def make_ctx(connections: MemoryConnections) -> MakeContext:
         item_index: int | None = None,
         connection: str | None = None,
         attempt: int = 1,
+        policy: OutboundPolicy | None = LOOPBACK_ALLOWED,
     ) -> StepContext:
         request = StepRequest(
             execution_id=execution_id,
@@ -229,7 +254,7 @@ def make_ctx(connections: MemoryConnections) -> MakeContext:
             item_index=item_index,
             connection=connection,
         )
-        return StepContext(request=request, attempt=attempt, connections=connections)
+        return StepContext(request=request, attempt=attempt, connections=connections, policy=policy)
 
     return make
 

@@ -22,7 +22,7 @@ async def failing(params: dict, ctx) -> EngineError:
 
 
 async def test_a_prompt_returns_content_model_finish_reason_and_usage(server, make_ctx, openai):
-    ctx = make_ctx("ai")
+    ctx = make_ctx("ai", connection=openai)
     output = await handle_ai({"connection": openai, "model": "gpt-test", "prompt": "say hi"}, ctx)
 
     assert output == {
@@ -68,7 +68,7 @@ async def test_messages_system_and_options_are_sent_as_given(server, make_ctx, o
 
 async def test_a_bearer_connection_with_base_url_and_default_model_works(server, make_ctx, connections):
     connections.add("gw", "bearer", {"token": OPENAI_KEY}, {"base_url": server.url("/v1/"), "model": "house"})
-    output = await handle_ai({"connection": "gw", "prompt": "x"}, make_ctx("ai"))
+    output = await handle_ai({"connection": "gw", "prompt": "x"}, make_ctx("ai", connection="gw"))
 
     assert output["model"] == "house-2024"
     assert server.last().path == "/v1/chat/completions"
@@ -82,7 +82,7 @@ async def test_connections_that_cannot_serve_chat_are_configuration_errors(
     make_ctx, connections, conn_type, config
 ):
     connections.add("c", conn_type, {"api_key": "k", "token": "t", "password": "p"}, config)
-    error = await failing({"connection": "c", "model": "m", "prompt": "x"}, make_ctx("ai"))
+    error = await failing({"connection": "c", "model": "m", "prompt": "x"}, make_ctx("ai", connection="c"))
     assert error.category is ErrorCategory.CONFIGURATION
     assert "openai connection" in error.message
 
@@ -92,7 +92,7 @@ async def test_a_rejected_key_is_an_auth_error_that_never_shows_the_key(
 ):
     wrong_key = "sk-wrong-but-secret-123"
     connections.add("bad", "openai", {"api_key": wrong_key}, {"base_url": server.url("/v1")})
-    ctx = make_ctx("ai")
+    ctx = make_ctx("ai", connection="bad")
     error = await failing({"connection": "bad", "model": "m", "prompt": "x"}, ctx)
 
     assert error.category is ErrorCategory.AUTH
@@ -104,14 +104,16 @@ async def test_a_rejected_key_is_an_auth_error_that_never_shows_the_key(
 
 async def test_rate_limits_are_classified_like_http(server, make_ctx, connections):
     connections.add("rl", "openai", {"api_key": OPENAI_KEY}, {"base_url": server.url("/ratelimited/v1")})
-    error = await failing({"connection": "rl", "model": "m", "prompt": "x"}, make_ctx("ai"))
+    error = await failing({"connection": "rl", "model": "m", "prompt": "x"}, make_ctx("ai", connection="rl"))
     assert error.category is ErrorCategory.RATE_LIMIT
     assert error.retry_after_s == 7
 
 
 async def test_an_answer_that_is_not_a_chat_completion_is_reported(server, make_ctx, connections):
     connections.add("odd", "openai", {"api_key": OPENAI_KEY}, {"base_url": server.url("/broken/v1")})
-    error = await failing({"connection": "odd", "model": "m", "prompt": "x"}, make_ctx("ai"))
+    error = await failing(
+        {"connection": "odd", "model": "m", "prompt": "x"}, make_ctx("ai", connection="odd")
+    )
     assert error.category is ErrorCategory.VALIDATION
     assert "not with an OpenAI-compatible chat completion" in error.message
 
@@ -127,6 +129,6 @@ async def test_an_answer_that_is_not_a_chat_completion_is_reported(server, make_
     ],
 )
 async def test_invalid_params_are_validation_errors(make_ctx, openai, params, field):
-    error = await failing(params, make_ctx("ai"))
+    error = await failing(params, make_ctx("ai", connection=params.get("connection")))
     assert error.category is ErrorCategory.VALIDATION
     assert field in error.message

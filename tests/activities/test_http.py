@@ -89,8 +89,8 @@ async def test_full_response_mode_returns_status_headers_and_body(server, make_c
 async def test_connection_credentials_reach_the_server(
     server, make_ctx, connections, conn_type, secret, config, where, expected
 ):
-    connections.add("svc", conn_type, secret, config)
-    await handle_http({"url": server.url("/echo"), "connection": "svc"}, make_ctx())
+    connections.add("svc", conn_type, secret, config | {"base_url": server.base_url})
+    await handle_http({"url": server.url("/echo")}, make_ctx(connection="svc"))
 
     place, name = where
     seen = server.last().headers.get(name) if place == "header" else server.last().query[name][0]
@@ -115,7 +115,7 @@ async def test_a_relative_url_without_base_url_is_rejected(make_ctx):
 
 async def test_unusable_connection_type_is_a_configuration_error(server, make_ctx, connections):
     connections.add("weird", "oauth2", {"token": "x"})
-    error = await failing({"url": server.url("/echo"), "connection": "weird"}, make_ctx())
+    error = await failing({"url": server.url("/echo")}, make_ctx(connection="weird"))
     assert error.category is ErrorCategory.CONFIGURATION
     assert "oauth2" in error.message
 
@@ -212,9 +212,9 @@ async def test_a_slow_server_is_a_retryable_timeout(server, make_ctx):
 
 async def test_secrets_never_appear_in_errors_or_logs(server, make_ctx, connections, visible_text):
     token = "tok-very-secret-4711"
-    connections.add("api", "bearer", {"token": token})
-    ctx = make_ctx()
-    error = await failing({"url": server.url("/status/401"), "connection": "api"}, ctx)
+    connections.add("api", "bearer", {"token": token}, {"base_url": server.base_url})
+    ctx = make_ctx(connection="api")
+    error = await failing({"url": server.url("/status/401")}, ctx)
 
     assert server.last().headers["authorization"] == f"Bearer {token}"  # sent, and echoed back…
     assert token not in visible_text(ctx, error)  # …and the user never sees it
@@ -222,9 +222,11 @@ async def test_secrets_never_appear_in_errors_or_logs(server, make_ctx, connecti
 
 
 async def test_query_string_credentials_stay_out_of_messages(server, make_ctx, connections, visible_text):
-    connections.add("q", "api_key", {"key": "qkey-secret-99"}, {"query_param": "api_key"})
-    ctx = make_ctx()
-    error = await failing({"url": server.url("/status/500"), "connection": "q"}, ctx)
+    connections.add(
+        "q", "api_key", {"key": "qkey-secret-99"}, {"query_param": "api_key", "base_url": server.base_url}
+    )
+    ctx = make_ctx(connection="q")
+    error = await failing({"url": server.url("/status/500")}, ctx)
 
     assert server.last().query["api_key"] == ["qkey-secret-99"]
     assert "qkey-secret-99" not in visible_text(ctx, error)

@@ -162,7 +162,14 @@ outputs: "${{ .steps.me.output }}"
         )
         assert undeclared.status_code == 422
         assert undeclared.json()["violations"][0]["path"] == "$.connections.erp"
-        mapped = await http.post(f"/definitions/{definition_id}/runs", json={"connections": {"crm": staging}})
+        swapped = await http.post(
+            f"/definitions/{definition_id}/runs", json={"connections": {"crm": staging}}
+        )
+        assert swapped.status_code == 403 and swapped.json()["rule"] == "connection_swap", swapped.text
+    async with api_server.client(Role.ADMIN) as admin:  # a swap changes whose credentials go out
+        mapped = await admin.post(
+            f"/definitions/{definition_id}/runs", json={"connections": {"crm": staging}}
+        )
         assert mapped.status_code == 201, mapped.text
     assert await client.get_workflow_handle(mapped.json()["execution_id"]).result() == {"user": "ada"}
     assert http_server.calls("/me")[0].headers["Authorization"] == "Bearer t0k3n"

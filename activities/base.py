@@ -36,6 +36,10 @@ class StepRequest(BaseModel):
     connection: str | None = None
     timeout_s: float | None = None
     max_attempts: int = 1
+    # Claim check: the most the output (each item's, for a batch) may keep inline, when the
+    # interpreter gathers many outputs into one payload (the items of a for_each slice); larger
+    # parts go to the payload store. None: the worker's RTE_PAYLOAD_OFFLOAD_BYTES.
+    output_budget_bytes: int | None = None
     # Batches: one activity call handles several items, heartbeating progress so a retry resumes
     # after the items already done.
     batch: list[BatchItem] | None = None

@@ -35,6 +35,7 @@ from activities.script import handle_script
 from rte import analysis
 from rte.claim_check import (
     DEFAULT_THRESHOLD_BYTES,
+    MIN_REF_BYTES,
     PayloadStore,
     contains_reference,
     offload,
@@ -180,7 +181,7 @@ class StepActivities:
             if handler is None:
                 raise EngineError(ErrorCategory.CONFIGURATION, f"no handler for step kind '{request.kind}'")
             params = await self._resolved(request.params)
-            outcome.output = await self._offloaded(await handler(params, context))
+            outcome.output = await self._offloaded(await handler(params, context), request)
         except EngineError as error:
             outcome.error = error
         except asyncio.CancelledError:
@@ -215,10 +216,13 @@ class StepActivities:
         resolved: dict[str, Any] = await resolve(params, self.payloads)
         return resolved
 
-    async def _offloaded(self, output: Any) -> Any:
+    async def _offloaded(self, output: Any, request: StepRequest) -> Any:
         if self.payloads is None:
             return output
-        return await offload(output, self.payloads, self.offload_bytes)
+        threshold = self.offload_bytes
+        if request.output_budget_bytes is not None:
+            threshold = min(threshold, max(request.output_budget_bytes, MIN_REF_BYTES))
+        return await offload(output, self.payloads, threshold)
 
     async def _record(
         self, context: StepContext, attempt: int, started_at: datetime, duration_ms: float, outcome: _Attempt

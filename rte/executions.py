@@ -17,6 +17,10 @@ from rte.errors import EngineError, ErrorCategory
 from workflows.plan import Plan
 from workflows.state import ExecutionConfig, ExecutionInput
 
+# Parameters kept inline when no payload store is at hand: under Temporal's 2 MB per payload, with
+# room for the plan beside them.
+MAX_INLINE_PARAMS_BYTES = 1_000_000
+
 
 def new_execution_id(plan: Plan) -> str:
     return f"{plan.definition_id}-{uuid.uuid4().hex[:12]}"
@@ -58,14 +62,18 @@ async def start_execution(
 async def offload_params(
     params: dict[str, Any], payloads: PayloadStore | None, offload_bytes: int = DEFAULT_THRESHOLD_BYTES
 ) -> dict[str, Any]:
-    """Run parameters as they may enter Temporal history: large parts stored, referenced."""
+    """Run parameters as they may enter Temporal history: large parts stored, referenced.
+
+    Without a store they go inline (a rerun's parameters, which Temporal already carried once) as
+    long as Temporal accepts them; beyond that, a clear error instead of Temporal's.
+    """
     if payloads is None:
-        if not params or serialized_size(params) < offload_bytes:
+        if not params or (size := serialized_size(params)) <= MAX_INLINE_PARAMS_BYTES:
             return params
         raise EngineError(
             ErrorCategory.CONFIGURATION,
-            f"the run parameters are larger than {offload_bytes:,} bytes: they need the payload store "
-            "(the SQL store), which is not available here",
+            f"the run parameters are {size:,} bytes, more than Temporal carries: they need the payload "
+            "store (the SQL store), which is not available here",
         )
     # keep_root: `.inputs.name` stays readable in the workflow however many parameters there are.
     offloaded: dict[str, Any] = await offload(params, payloads, offload_bytes, keep_root=True)

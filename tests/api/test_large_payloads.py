@@ -136,6 +136,28 @@ async def test_five_mb_of_parameters_run_through_the_api_with_a_small_history(
         assert given.status_code == 200 and given.json() == {"function": "measure", "args": {"value": doc}}
 
 
+async def test_a_webhook_body_of_three_mb_runs_and_the_run_can_be_rerun(
+    api_server: ApiServer, client: Client
+) -> None:
+    definition_id = new_id("bighook")
+    await define(api_server, BIG_PARAMS.format(id=definition_id))
+    doc = big_document(3 * 1024 * 1024)
+    async with api_server.client(Role.ADMIN) as admin:
+        hook = (await admin.post("/webhooks", json={"definition_id": definition_id, "name": "big"})).json()
+        sent = await admin.post(hook["url"], json={"doc": doc}, headers={"X-Webhook-Token": hook["token"]})
+        assert sent.status_code == 202, sent.text
+        execution_id = sent.json()["execution_id"]
+        result = await asyncio.wait_for(client.get_workflow_handle(execution_id).result(), 120)
+        assert result["measured"] == digest(doc)
+        # A rerun starts from the recorded parameters, references included.
+        again = await admin.post(f"/executions/{execution_id}/rerun")
+        assert again.status_code == 201, again.text
+        rerun_id = again.json()["new_execution_id"]
+        rerun = await asyncio.wait_for(client.get_workflow_handle(rerun_id).result(), 120)
+        assert rerun["measured"] == digest(doc)
+        assert await history_bytes(client, rerun_id) < SMALL_HISTORY
+
+
 async def test_five_mb_of_parameters_through_start_execution(engine: Engine) -> None:
     plan = compiled(BIG_PARAMS.format(id=new_id("bigparams")))
     doc = big_document()

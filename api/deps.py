@@ -1,7 +1,8 @@
 """Dependencies as `Annotated` aliases, so route signatures read like prose.
 
 `ViewerKey`, `OperatorKey`, `AdminKey` check the caller's API key (header `Authorization: Bearer
-rte_…` or `X-API-Key: rte_…`) and its role; every route takes exactly one of them.
+rte_…` or `X-API-Key: rte_…`) and its role; every route takes exactly one of them. Both headers are
+declared as OpenAPI security schemes (either one suffices), so `/docs` can authorize requests.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
 from api.errors import Problem
@@ -58,6 +60,22 @@ TemporalClientDep = Annotated[Client, Depends(get_temporal)]
 OffloadDep = Annotated[Offload, Depends(get_offload)]
 
 
+# Declared for the OpenAPI document; `_presented_key` reads the headers itself, to answer a wrong
+# scheme with a clear 401 rather than ignore it.
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    bearerFormat="API key",
+    description="An API key (`rte keys create`).",
+)
+_api_key_header = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="apiKey",
+    description="The same API key, in its own header.",
+)
+
+
 def _presented_key(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if header:
@@ -69,7 +87,11 @@ def _presented_key(request: Request) -> str | None:
 
 
 def require(role: Role):  # type: ignore[no-untyped-def]
-    async def check(request: Request) -> ApiKeyInfo:
+    async def check(
+        request: Request,
+        _bearer_key: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        _header_key: Annotated[str | None, Depends(_api_key_header)],
+    ) -> ApiKeyInfo:
         if not request.app.state.settings.api_auth:
             return DEVELOPMENT_KEY
         key = _presented_key(request)
@@ -88,6 +110,7 @@ def require(role: Role):  # type: ignore[no-untyped-def]
         request.state.api_key = info
         return info
 
+    check.required_role = role  # type: ignore[attr-defined]  # read by api.openapi
     return check
 
 

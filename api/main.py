@@ -11,9 +11,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
-from api.errors import install_error_handlers
+from api.errors import UnexpectedErrors, install_error_handlers
+from api.json_guard import JsonBodyGuard
 from api.limits import BodySizeLimit
+from api.openapi import declare_error_responses, with_problem_schema
 from api.routes import all_routers
 from rte import __version__
 from rte.config import Settings, get_settings
@@ -49,13 +52,22 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         title="Runtime Engine API",
         version=__version__,
         description="Run, watch, inspect and recover durable workflows. Authenticate with "
-        "`Authorization: Bearer <API key>` (create keys with `rte keys create`).",
+        "`Authorization: Bearer <API key>` or `X-API-Key: <API key>` (create keys with `rte keys create`)."
+        "\n\nErrors are `application/problem+json` (RFC 9457). A method a path does not support is "
+        "answered 405 with an `Allow` header listing the ones it does.",
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    # The last added runs first: errors wrap everything, the size limit bounds what the guard reads.
+    app.add_middleware(JsonBodyGuard)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(UnexpectedErrors)
+    app.state.api_routes = []  # every APIRoute: 405 answers list the methods of all that match
     for router in all_routers():
+        declare_error_responses(router)
+        app.state.api_routes += [route for route in router.routes if isinstance(route, APIRoute)]
         app.include_router(router)
+    with_problem_schema(app)
     return app
 
 

@@ -23,7 +23,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.converter import decode_typed_search_attributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.errors import Problem
+from api.errors import Problem, rpc_problem
 from api.models import ExecutionFilter, ExecutionSummary
 from rte import temporal as sa
 from rte.config import Settings
@@ -60,9 +60,18 @@ def literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _timestamp(value: datetime) -> str:
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return literal(value.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+def _timestamp(value: datetime, name: str) -> str:
+    try:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise Problem(
+            422,
+            "Invalid filter",
+            f"{name} is out of range in UTC",
+            violations=[{"path": f"$.{name}", "message": "is out of range in UTC"}],
+        ) from None
+    # strftime's %Y does not zero-pad years below 1000, and Temporal wants RFC 3339 (four digits).
+    return literal(f"{value.year:04d}-{value:%m-%dT%H:%M:%S.%f}Z")
 
 
 def build_query(filters: ExecutionFilter) -> str:
@@ -81,9 +90,9 @@ def build_query(filters: ExecutionFilter) -> str:
         trigger = sa.TRIGGER_TYPE.name
         clauses.append(f"({trigger} IS NULL OR {trigger} != 'child')")
     if filters.started_after:
-        clauses.append(f"StartTime >= {_timestamp(filters.started_after)}")
+        clauses.append(f"StartTime >= {_timestamp(filters.started_after, 'started_after')}")
     if filters.started_before:
-        clauses.append(f"StartTime < {_timestamp(filters.started_before)}")
+        clauses.append(f"StartTime < {_timestamp(filters.started_before, 'started_before')}")
     if filters.id_prefix:
         clauses.append(f"WorkflowId STARTS_WITH {literal(filters.id_prefix)}")
     return " AND ".join(clauses)
@@ -137,7 +146,7 @@ async def list_page(
             raise _bad_cursor("Temporal does not recognise it") from None
         if error.status == RPCStatusCode.INVALID_ARGUMENT:
             raise Problem(400, "Invalid filter", f"Temporal refused the filter: {error.message}") from None
-        raise Problem(503, "Temporal unavailable", f"listing executions failed: {error.message}") from None
+        raise rpc_problem(error, "listing executions failed") from None
     return list(response.executions), response.next_page_token or None
 
 

@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.connection_guard import bound_connection, is_admin, refused
 from api.deps import OffloadDep, OperatorKey, TemporalClientDep
-from api.errors import Problem
+from api.errors import Problem, rpc_problem
 from api.models import (
     BreakpointIn,
     BreakpointPatch,
@@ -191,4 +191,4 @@ async def query(
     except RPCError as error:
         if error.status == RPCStatusCode.DEADLINE_EXCEEDED:
             raise _no_worker("no worker answered the query in time") from None
-        raise Problem(503, "State unavailable", f"the query failed: {error.message}") from None
+        raise rpc_problem(error, "the query failed") from None

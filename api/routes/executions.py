@@ -34,6 +34,7 @@ from temporalio.client import (
     Client,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -44,7 +45,7 @@ from api import visibility
 from api.bulk import bulk_targets, run_bulk
 from api.critical_path import actual_critical_path
 from api.deps import Offload, OffloadDep, OperatorKey, SettingsDep, StoreDep, TemporalClientDep, ViewerKey
-from api.errors import Problem
+from api.errors import Problem, query_failed_problem, rpc_problem, stuck_problem
 from api.models import (
     ActionOut,
     BulkRequest,
@@ -148,7 +149,7 @@ async def execution_stats(
     try:
         counted = await client.count_workflows(f"{query} GROUP BY ExecutionStatus", rpc_timeout=RPC_TIMEOUT)
     except RPCError as error:
-        raise Problem(503, "Temporal unavailable", f"counting executions failed: {error.message}") from None
+        raise rpc_problem(error, "counting executions failed") from None
     by_status: dict[str, int] = {}
     for group in counted.groups:
         name = visibility.STATUS_FROM_TEMPORAL.get(
@@ -414,9 +415,7 @@ async def _describe(
     except RPCError as error:
         if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
             raise _not_found(execution_id) from None
-        raise Problem(
-            503, "Temporal unavailable", f"cannot describe '{execution_id}': {error.message}"
-        ) from None
+        raise rpc_problem(error, f"cannot describe '{execution_id}'") from None
     if description.workflow_type != sa.WORKFLOW_TYPE:
         raise _not_found(execution_id)
     return description
@@ -437,7 +436,7 @@ async def _start_input(client: Client, execution_id: str, run_id: str) -> Execut
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             raise _not_found(execution_id) from None
-        raise Problem(503, "Temporal unavailable", f"cannot read '{execution_id}': {error.message}") from None
+        raise rpc_problem(error, f"cannot read '{execution_id}'") from None
     events = response.history.events
     if not events or not events[0].HasField("workflow_execution_started_event_attributes"):
         raise _not_found(execution_id)
@@ -450,10 +449,12 @@ async def _state(client: Client, execution_id: str, run_id: str) -> ExecutionSta
     handle = client.get_workflow_handle(execution_id, run_id=run_id)
     try:
         return await handle.query("state", result_type=ExecutionState, rpc_timeout=QUERY_TIMEOUT)
+    except WorkflowQueryFailedError as error:
+        raise query_failed_problem(execution_id, error) from None
     except RPCError as error:
         if error.status == RPCStatusCode.DEADLINE_EXCEEDED or "deadline" in error.message.lower():
             raise _no_worker("no worker answered the state query") from None
-        raise Problem(503, "State unavailable", f"the state query failed: {error.message}") from None
+        raise rpc_problem(error, "the state query failed") from None
 
 
 def _no_worker(what: str) -> Problem:
@@ -839,7 +840,7 @@ async def send_update(
         cause = error.cause
         raise Problem(409, "Refused", getattr(cause, "message", None) or str(cause or error)) from None
     except (WorkflowUpdateRPCTimeoutOrCancelledError, TimeoutError):
-        raise _no_worker(
+        raise stuck_problem(description) or _no_worker(
             f"no worker accepted the command within {UPDATE_TIMEOUT.total_seconds():g} s"
         ) from None
     except RPCError as error:
@@ -847,9 +848,7 @@ async def send_update(
             raise Problem(409, "Execution closed", f"execution '{execution_id}' has ended") from None
         if error.status == RPCStatusCode.DEADLINE_EXCEEDED:
             raise _no_worker("no worker accepted the command in time") from None
-        raise Problem(
-            503, "Temporal unavailable", f"the command was not delivered: {error.message}"
-        ) from None
+        raise rpc_problem(error, "the command was not delivered") from None
 
 
 async def _require_worker(client: Client, description: WorkflowExecutionDescription) -> None:
@@ -942,4 +941,4 @@ def _require_open(description: WorkflowExecutionDescription, verb: str) -> None:
 def _control_error(execution_id: str, error: RPCError) -> Problem:
     if error.status == RPCStatusCode.NOT_FOUND:
         return Problem(409, "Execution closed", f"execution '{execution_id}' has already ended or is gone")
-    return Problem(503, "Temporal unavailable", f"the request on '{execution_id}' failed: {error.message}")
+    return rpc_problem(error, f"the request on '{execution_id}' failed")

@@ -15,12 +15,17 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import visibility
 from api.deps import SettingsDep, TemporalClientDep, ViewerKey
-from api.errors import Problem
+from api.errors import Problem, query_failed_problem, rpc_problem, stuck_problem
 from api.models import ExecutionFilter, ExecutionSummary
 from api.sse import EVENT_NAMES, Event, View, diff
 from rte import temporal as sa
@@ -123,7 +128,7 @@ async def open_execution(
     except RPCError as error:
         if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
             raise Problem(404, "Not found", f"no execution '{execution_id}'") from None
-        raise Problem(503, "Temporal unavailable", f"cannot reach Temporal: {error}") from None
+        raise rpc_problem(error, f"cannot describe '{execution_id}'") from None
     if description.workflow_type != sa.WORKFLOW_TYPE:
         raise Problem(404, "Not found", f"no execution '{execution_id}'")
     if not await worker_available(client, description.task_queue):
@@ -136,11 +141,16 @@ async def open_execution(
     return handle, description
 
 
-async def _read(handle: WorkflowHandle) -> ExecutionState:
+async def _read(handle: WorkflowHandle, description: WorkflowExecutionDescription) -> ExecutionState:
     try:
         return await read_state(handle, query_timeout=STATE_QUERY_TIMEOUT)
+    except WorkflowQueryFailedError as error:
+        raise query_failed_problem(handle.id, error) from None
     except NoWorkerError as error:
-        raise Problem(503, "No worker available", str(error)) from None
+        # A worker polls (open_execution checked it): the execution itself may be what cannot answer.
+        raise stuck_problem(description) or Problem(503, "No worker available", str(error)) from None
+    except RPCError as error:
+        raise rpc_problem(error, f"the state query on '{handle.id}' failed") from None
 
 
 @router.get(
@@ -198,8 +208,8 @@ async def execution_state(
     execution_id: str, client: TemporalClientDep, _: ViewerKey, run_id: str | None = None
 ) -> ExecutionState:
     """The execution's live state: every step's status, attempts, items, timings and errors."""
-    handle, _description = await open_execution(client, execution_id, run_id)
-    return await _read(handle)
+    handle, description = await open_execution(client, execution_id, run_id)
+    return await _read(handle, description)
 
 
 @router.get(
@@ -229,7 +239,7 @@ async def execution_events(
     cursor = last_event_id or after
     handle, description = await open_execution(client, execution_id, run_id)
     if cursor and _status_name(description) != "running":
-        state = await _read(handle)
+        state = await _read(handle, description)
         if not diff(View.resume(cursor, state), state, _now(), _status_name(description)):
             return Response(status_code=204)  # EventSource stops reconnecting on a 204
     return _sse_response(_execution_events(client, execution_id, run_id, cursor))
@@ -260,5 +270,8 @@ async def _execution_events(
                 yield _sse(event)
     except NoWorkerError as error:
         yield ServerSentEvent(_json({"title": "No worker available", "detail": str(error)}), event="error")
+    except WorkflowQueryFailedError as error:
+        problem = query_failed_problem(execution_id, error)
+        yield ServerSentEvent(_json({"title": problem.title, "detail": problem.detail}), event="error")
     except RPCError as error:
         yield ServerSentEvent(_json({"title": "Temporal unavailable", "detail": str(error)}), event="error")

@@ -27,7 +27,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import StoreDep, TemporalClientDep, ViewerKey
-from api.errors import Problem
+from api.errors import Problem, rpc_problem
 from rte.store import Store
 from rte.store.repositories import MAX_PAGE, LogLevel, LogRow
 
@@ -97,7 +97,7 @@ async def _lifecycle(client: Client, execution_id: str) -> Literal["running", "c
     except RPCError as error:
         if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
             return "unknown"
-        raise Problem(503, "Temporal unavailable", f"cannot reach Temporal: {error}") from None
+        raise rpc_problem(error, f"cannot describe '{execution_id}'") from None
     return "running" if description.close_time is None else "closed"
 
 

@@ -13,7 +13,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.connection_guard import refuse_connection_swap
 from api.deps import OperatorKey, SettingsDep, StoreDep, TemporalClientDep, ViewerKey
-from api.errors import Problem
+from api.errors import Problem, rpc_problem
 from api.models import (
     DEFINITION_ID,
     VERSION,
@@ -138,9 +138,7 @@ async def _exists(client: Client, execution_id: str) -> bool:
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
             return False
-        raise Problem(
-            503, "Temporal unavailable", f"cannot check '{execution_id}': {error.message}"
-        ) from None
+        raise rpc_problem(error, f"cannot check '{execution_id}'") from None
     return True
 
 

@@ -34,7 +34,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import OperatorKey, SettingsDep, StoreDep, TemporalClientDep, ViewerKey
-from api.errors import Problem
+from api.errors import Problem, rpc_problem
 from api.models import DEFINITION_ID, VERSION, RunConfig
 from api.routes.definitions import load_definition
 from api.routes.runs import customised_plan
@@ -131,7 +131,7 @@ def _rpc_problem(error: RPCError, schedule_id: str) -> Problem:
         return Problem(404, "Not found", f"no schedule '{schedule_id}'")
     if error.status == RPCStatusCode.INVALID_ARGUMENT:
         return Problem(422, "Invalid schedule", error.message)
-    return Problem(503, "Temporal unavailable", f"the schedule call failed: {error.message}")
+    return rpc_problem(error, f"the call on schedule '{schedule_id}' failed")
 
 
 def _runs(actions: list[ScheduleActionResult]) -> list[ScheduledRun]:
@@ -311,7 +311,7 @@ async def list_schedules(
                 )
             )
     except RPCError as error:
-        raise Problem(503, "Temporal unavailable", f"listing schedules failed: {error.message}") from None
+        raise rpc_problem(error, "listing schedules failed") from None
     return sorted(found, key=lambda schedule: schedule.id)
 
 

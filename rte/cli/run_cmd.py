@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from rte import json_input
 from rte.cli._common import err_console, fail, run_async, settings_from
 from rte.cli.progress import ProgressView
 from rte.config import Settings
@@ -65,9 +66,11 @@ def _load_params(schema: dict[str, Any], pairs: list[str], input_: str | None) -
                 fail(f"--input file '{path}' does not exist")
             text = path.read_text()
         try:
-            params = json.loads(text)
+            params = json_input.loads(text)
         except json.JSONDecodeError as error:
             fail(f"--input is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}")
+        except json_input.JsonInputError as error:
+            fail(f"--input is refused at {error.path}: {error.message}")
         if not isinstance(params, dict):
             fail("--input must be a JSON object of parameters")
     try:

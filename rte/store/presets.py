@@ -97,13 +97,15 @@ class PresetRepository:
             row = await session.get(Preset, id)
             if row is None:
                 return None
+            # Read before the commit: after a failed one the row cannot be loaded again.
+            definition_id = row.definition_id
             for name, value in changes.items():
                 setattr(row, name, value)
             row.updated_at = utcnow()
             try:
                 await session.commit()
             except IntegrityError:
-                raise _duplicate(row.definition_id, str(changes.get("name"))) from None
+                raise _duplicate(definition_id, str(changes.get("name"))) from None
             return PresetRow.model_validate(row)
 
     async def delete(self, id: str) -> bool:

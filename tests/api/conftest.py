@@ -9,11 +9,13 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.main import create_app
@@ -51,13 +53,12 @@ def api_settings(client: Client, settings: Settings) -> Settings:
     )
 
 
-@pytest.fixture(scope="session")
-def _uvicorn(api_settings: Settings) -> Iterator[str]:
+@contextmanager
+def serve(app: FastAPI) -> Iterator[str]:
+    """Serve `app` with uvicorn on a free 127.0.0.1 port (in a thread); yields its base URL."""
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(api_settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -66,9 +67,17 @@ def _uvicorn(api_settings: Settings) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the API did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def _uvicorn(api_settings: Settings) -> Iterator[str]:
+    with serve(create_app(api_settings)) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

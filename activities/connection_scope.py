@@ -32,7 +32,9 @@ def origin_of(url: str | httpx.URL) -> str:
     host = parsed.raw_host.decode("ascii").lower()
     if ":" in host:
         host = f"[{host}]"
-    return f"{parsed.scheme}://{host}" + (f":{parsed.port}" if parsed.port is not None else "")
+    default = {"http": 80, "https": 443}[parsed.scheme]
+    port = f":{parsed.port}" if parsed.port not in (None, default) else ""
+    return f"{parsed.scheme}://{host}{port}"
 
 
 def normalize_origin(text: Any) -> str:

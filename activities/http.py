@@ -21,6 +21,7 @@ client keeps no cookies between steps; secrets are redacted from messages, logs 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import re
@@ -31,7 +32,7 @@ from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -181,6 +182,9 @@ class Credentials:
     headers: dict[str, str] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
     basic: httpx.BasicAuth | None = None
+    # Forms of the secret a service may quote back (a basic auth header, a URL-encoded key):
+    # redacted like the secret itself.
+    derived: list[str] = field(default_factory=list)
 
 
 def credentials(connection: ResolvedConnection) -> Credentials:
@@ -194,6 +198,7 @@ def credentials(connection: ResolvedConnection) -> Credentials:
         key = _secret(connection, "key")
         if connection.config.get("query_param"):
             found.params[str(connection.config["query_param"])] = key
+            found.derived += [quote(key, safe=""), quote_plus(key)]
         else:
             found.headers[str(connection.config.get("header") or "X-API-Key")] = key
     elif kind == "basic":
@@ -202,7 +207,9 @@ def credentials(connection: ResolvedConnection) -> Credentials:
             raise EngineError(
                 ErrorCategory.CONFIGURATION, f"basic connection '{connection.id}' has no username"
             )
-        found.basic = httpx.BasicAuth(str(username), _secret(connection, "password"))
+        password = _secret(connection, "password")
+        found.basic = httpx.BasicAuth(str(username), password)
+        found.derived.append(base64.b64encode(f"{username}:{password}".encode()).decode())
     else:
         raise EngineError(
             ErrorCategory.CONFIGURATION,
@@ -354,6 +361,7 @@ async def send_request(
     found = Credentials()
     if connection:
         found = credentials(connection)
+        ctx.secrets.extend(value for value in found.derived if value not in ctx.secrets)
         require_allowed_target(connection, url)
         headers.update(found.headers)
     if not any(name.lower() == "idempotency-key" for name in headers):

@@ -286,7 +286,9 @@ class ConnectionIn(_In):
     type: ConnectionType = Field(examples=["bearer"])
     config: dict[str, Any] = Field(
         default_factory=dict,
-        description="Non-secret settings, e.g. base_url, header, username.",
+        description="Non-secret settings, e.g. base_url, header, username, and allowed_origins: the only "
+        "origins (scheme://host[:port]) the credentials are ever sent to (default: base_url's origin; "
+        "with neither, none).",
         examples=[{"base_url": "https://crm.example"}],
     )
     secret: dict[str, SecretStr] = Field(

@@ -46,7 +46,11 @@ def set_connection(
     type_: Annotated[str, typer.Option("--type", help="bearer, api_key, basic or openai.")],
     config: Annotated[
         list[str] | None,
-        typer.Option("--config", help="Non-secret setting key=value, e.g. base_url=https://…."),
+        typer.Option(
+            "--config",
+            help="Non-secret setting key=value, e.g. base_url=https://…, or allowed_origins=https://a,https://b "
+            "(the only origins the credentials go to; default: base_url's origin).",
+        ),
     ] = None,
     secret: Annotated[
         list[str] | None, typer.Option("--secret", help="Secret key=value, key=@file or key=- (stdin).")

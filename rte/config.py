@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     temporal_address: str = Field("127.0.0.1:7233", description="host:port of the Temporal frontend.")
     namespace: str = "default"
     task_queue: str = "rte"
+    script_task_queue: str | None = Field(
+        None,
+        description="Task queue of `script` steps, so sandbox-heavy work runs on workers of its own "
+        "(`rte worker --kinds script`); unset: the main task queue.",
+    )
     database_url: str | None = Field(
         None, description="SQLAlchemy async URL; defaults to a SQLite file in the data folder."
     )
@@ -43,6 +48,11 @@ class Settings(BaseSettings):
         ge=0,
         description="On SIGTERM a worker stops polling and gives in-flight steps this long to finish; "
         "the rest are handed back to Temporal (retried on another worker).",
+    )
+    worker_health_file: Path | None = Field(
+        None,
+        description="Where a worker writes its health every few seconds, for `rte worker --check` "
+        "(a container healthcheck); unset: no report.",
     )
     temporal_ui_url: str = "http://127.0.0.1:8233"
     api_url: str = Field(
@@ -86,6 +96,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    def step_task_queues(self) -> dict[str, str]:
+        """Step kind → task queue, for the kinds that do not run on the main task queue (recorded in
+        each execution's input at start)."""
+        routed = {"script": self.script_task_queue}
+        return {kind: queue for kind, queue in routed.items() if queue and queue != self.task_queue}
 
     @property
     def resolved_database_url(self) -> str:

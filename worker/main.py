@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from activities.runtime import StepActivities
 from rte.config import Settings
 from rte.store import Store
 from rte.temporal import connect
+from worker.health import report_health
 from workflows.interpreter import RunPlan
 
 log = logging.getLogger("rte.worker")
@@ -64,7 +66,15 @@ class StoreTelemetry:
                     done.set_result(None)
 
 
-def build_worker(client: Client, store: Store, settings: Settings, task_queue: str | None = None) -> Worker:
+def build_worker(
+    client: Client,
+    store: Store,
+    settings: Settings,
+    task_queue: str | None = None,
+    kinds: Collection[str] | None = None,
+) -> Worker:
+    """A worker for the interpreter workflow and every step kind; with `kinds`, a worker for just
+    those kinds' activities (no workflows), e.g. on the task queue `script` steps are routed to."""
     load_modules(settings.function_modules)
     steps = StepActivities(
         connections=store.connections,
@@ -73,11 +83,16 @@ def build_worker(client: Client, store: Store, settings: Settings, task_queue: s
         offload_bytes=settings.payload_offload_bytes,
         policy=OutboundPolicy.from_settings(settings),
     )
+    activities = steps.activities()
+    if kinds is not None:
+        # A for_each of these kinds may arrive as one batch activity of their items.
+        wanted = {*kinds, "batch"}
+        activities = [defn for defn in activities if defn.__name__ in wanted]
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[RunPlan],
-        activities=steps.activities(),
+        workflows=[RunPlan] if kinds is None else [],
+        activities=activities,
         max_concurrent_activities=settings.max_concurrent_activities,
         max_concurrent_local_activities=settings.max_concurrent_activities,
         # On shutdown, in-flight steps get this long to finish before they are cancelled.
@@ -87,7 +102,9 @@ def build_worker(client: Client, store: Store, settings: Settings, task_queue: s
     )
 
 
-async def run_worker(settings: Settings, task_queue: str | None = None) -> None:
+async def run_worker(
+    settings: Settings, task_queue: str | None = None, kinds: Collection[str] | None = None
+) -> None:
     """Run until SIGINT/SIGTERM, then drain and return.
 
     Draining: stop polling, give in-flight steps `worker_drain_s` to finish, then cancel the rest,
@@ -96,15 +113,23 @@ async def run_worker(settings: Settings, task_queue: str | None = None) -> None:
     """
     client = await connect(settings)
     store = await Store.open(settings)
-    worker = build_worker(client, store, settings, task_queue)
+    worker = build_worker(client, store, settings, task_queue, kinds)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    health_file, reporting = settings.worker_health_file, None
     try:
         running = asyncio.create_task(worker.run())
         stopping = asyncio.create_task(stop.wait())
-        log.info("worker polling task queue %r on %s", worker.task_queue, settings.temporal_address)
+        if health_file:
+            reporting = asyncio.create_task(report_health(client, running, health_file, worker.task_queue))
+        log.info(
+            "worker polling task queue %r on %s for %s",
+            worker.task_queue,
+            settings.temporal_address,
+            f"{', '.join(sorted(kinds))} steps" if kinds is not None else "executions and every step kind",
+        )
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         if running.done():
@@ -120,4 +145,7 @@ async def run_worker(settings: Settings, task_queue: str | None = None) -> None:
         else:
             log.info("drained; worker stopped")
     finally:
+        if reporting is not None and health_file is not None:
+            reporting.cancel()
+            health_file.unlink(missing_ok=True)  # a stopped worker is not healthy
         await store.close()

@@ -101,6 +101,16 @@ def up(
                 stop_grace_s=settings.worker_drain_s + STOP_GRACE_S,  # it drains in-flight steps first
             )
         )
+        if settings.step_task_queues():  # script steps routed to a queue of their own need its worker
+            supervisor.start(
+                Service(
+                    "script worker",
+                    [sys.executable, "-m", "rte", "worker", "--kinds", "script"],
+                    logs / "script-worker.log",
+                    restart=True,
+                    stop_grace_s=settings.worker_drain_s + STOP_GRACE_S,
+                )
+            )
         supervisor.start(
             Service(
                 "api",

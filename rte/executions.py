@@ -20,6 +20,8 @@ from workflows.state import ExecutionConfig, ExecutionInput
 # Parameters kept inline when no payload store is at hand: under Temporal's 2 MB per payload, with
 # room for the plan beside them.
 MAX_INLINE_PARAMS_BYTES = 1_000_000
+# The whole start input (plan, parameters, configuration): under the 2 MB per payload.
+MAX_START_INPUT_BYTES = 1_500_000
 
 
 def new_execution_id(plan: Plan) -> str:
@@ -46,11 +48,20 @@ async def start_execution(
     """
     config = config or ExecutionConfig()
     params = await offload_params(params, payloads, offload_bytes)
+    run_input = ExecutionInput(plan=plan, params=params, trigger=trigger, config=config)
+    if (size := serialized_size(run_input.model_dump(mode="json", by_alias=True))) > MAX_START_INPUT_BYTES:
+        # The plan itself travels in the start event: a definition with megabytes of constants.
+        raise EngineError(
+            ErrorCategory.VALIDATION,
+            f"the execution's input (its plan and parameters) is {size:,} bytes; Temporal carries at "
+            f"most {MAX_START_INPUT_BYTES:,}: keep large constants out of the definition (pass them as "
+            "parameters, which travel by reference)",
+        )
     timeout_s = config.timeout_s or plan.timeout_s
     attributes = execution_search_attributes(plan, trigger, definition_version)
     return await client.start_workflow(
         "RunPlan",
-        ExecutionInput(plan=plan, params=params, trigger=trigger, config=config),
+        run_input,
         id=execution_id or new_execution_id(plan),
         task_queue=task_queue,
         search_attributes=attributes,

@@ -246,6 +246,19 @@ async def test_bodies_over_the_api_limit_are_413_problems_never_500(api_server: 
         assert listed["items"] == []  # nothing was started
 
 
+async def test_a_definition_too_large_to_run_is_a_clear_422_not_a_500(api_server: ApiServer) -> None:
+    definition_id = new_id("bigplan")
+    constant = "z" * 3_000_000  # the plan travels in the start event, so this cannot go by reference
+    await define(
+        api_server,
+        f"id: {definition_id}\nsteps:\n  - id: s\n    kind: set\n    with: {{text: '{constant}'}}\n",
+    )
+    async with api_server.client(Role.OPERATOR) as http:
+        refused = await http.post(f"/definitions/{definition_id}/runs", json={"params": {}})
+    assert refused.status_code == 422, refused.text
+    assert "keep large constants out of the definition" in refused.json()["detail"]
+
+
 async def test_a_hand_written_reference_in_parameters_is_a_422(api_server: ApiServer) -> None:
     definition_id = new_id("forged")
     await define(api_server, BIG_PARAMS.format(id=definition_id))

@@ -390,7 +390,8 @@ async def test_a_failing_child_fails_the_parent_with_the_childs_error(engine: En
 async def test_bearer_token_from_secrets_is_added_by_the_worker_from_its_connection(
     engine: Engine, store: Store, http_server: TestServer
 ) -> None:
-    await store.connections.put("petstore", "bearer", {}, {"token": "tok-never-in-history"})
+    config = {"allowed_origins": [http_server.url]}  # where the credentials may go (docs/security.md)
+    await store.connections.put("petstore", "bearer", config, {"token": "tok-never-in-history"})
     http_server.route("GET", "/pets", Reply(200, [{"id": 1}]))
     plan = swf(
         "secret",

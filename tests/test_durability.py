@@ -1,8 +1,10 @@
-"""Fault injection on real processes: workers killed or stopped mid-run, `rte up` losing its worker.
+"""Fault injection on real processes: workers killed or stopped mid-run, `rte up` losing its worker,
+the Temporal server restarted (SIGTERM, then SIGKILL) under running, paused and waiting executions.
 
-Each test prints its figure on one line (see them with `pytest -s`). Paused executions across a
-worker SIGKILL are in tests/debug/test_durability.py; the scale-out run (two workers, two API
-replicas, SSE resume across replicas) is tests/test_scale_out.py.
+Each test prints its figure on one line (see them with `pytest -s`). Elsewhere: a paused execution
+across a worker SIGKILL (tests/debug/test_durability.py), the dev server's SQLite settings under a
+SIGKILL (tests/test_dev_server.py), and the scale-out run — two workers and two API replicas, one
+of each SIGKILLed, the SSE client resuming on the other replica — in tests/test_scale_out.py.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from temporalio.client import Client
 
 from rte.config import Settings
 from rte.executions import outcome, start_execution
+from rte.temporal import connect, find_temporal_binary, persistent_dev_server_command
 from tests.conftest import Engine
+from tests.debug.support import command, wait_for, wait_paused
 from tests.support.processes import (
     ROOT,
     activity_starts,
@@ -35,6 +39,7 @@ from tests.support.processes import (
     wait_healthy,
     wait_until,
 )
+from workflows.state import Breakpoint, ExecutionConfig, RecoveryDecision
 
 IN_FLIGHT = 40
 
@@ -265,3 +270,142 @@ def _start_up(data: Path, ports: dict[str, int], env: dict[str, str]) -> subproc
 async def _new_worker(up: subprocess.Popen[bytes], old_pid: int) -> psutil.Process | None:
     workers = [worker for worker in _children(up, "rte", "worker") if worker.pid != old_pid]
     return workers[0] if workers else None
+
+
+# The Temporal server restarted under running, paused and waiting executions.
+
+CHAIN = """
+id: restart
+inputs: {{type: object, properties: {{n: {{type: integer}}}}}}
+steps:
+{steps}
+outputs: {{n: "${{ .inputs.n }}", last: "${{ .steps.s{last}.output }}"}}
+"""
+CHAIN_STEPS = 6
+
+
+def _chain_plan(markers: Path) -> Any:
+    steps = [
+        f"  - {{id: s{i}, kind: python, timeout: 15s{f', needs: [s{i - 1}]' if i else ''}, with: {{function: "
+        f"sleep_then_mark, args: {{seconds: 1, name: '${{ \"s{i}-\" + (.inputs.n | tostring) }}', "
+        f'marker_dir: "{markers}"}}}}}}'
+        for i in range(CHAIN_STEPS)
+    ]
+    return Engine.compile(CHAIN.format(steps="\n".join(steps), last=CHAIN_STEPS - 1))
+
+
+def _start_server(database: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """The dev server exactly as `rte up` runs it, keeping its state in `database`."""
+    command = persistent_dev_server_command(find_temporal_binary(), database, port=port, ui_port=None)
+    with log.open("ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+
+
+async def _connect(address: str, server: subprocess.Popen[bytes], log: Path) -> Client:
+    for _ in range(600):
+        assert server.poll() is None, log.read_text()[-3000:]
+        try:
+            return await connect(Settings(_env_file=None, temporal_address=address))
+        except RuntimeError:
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"the dev server did not answer within 60 s:\n{log.read_text()[-3000:]}")
+
+
+async def test_server_restarts_by_sigterm_then_sigkill_lose_nothing_running_paused_or_waiting(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """One dev server on a SQLite file, an `rte worker` process that stays up throughout. Running
+    executions, one paused at a breakpoint and one awaiting a recovery decision go through a
+    SIGTERM restart and then a SIGKILL restart of the server."""
+    database, log, port = tmp_path / "temporal.db", tmp_path / "temporal.log", free_port()
+    address, markers, task_queue = f"127.0.0.1:{port}", tmp_path / "markers", f"restart-{uuid.uuid4()}"
+    running_count = 20
+    server = _start_server(database, port, log)
+    worker: subprocess.Popen[bytes] | None = None
+    try:
+        client = await _connect(address, server, log)
+        worker = start_worker(engine_env(address, settings.data_dir, task_queue), tmp_path / "worker.log")
+        plan = _chain_plan(markers)
+        running = [
+            (await start_execution(client, plan, {"n": n}, task_queue=task_queue)).id
+            for n in range(running_count)
+        ]
+        paused = (
+            await start_execution(
+                client,
+                plan,
+                {"n": 1000},
+                task_queue=task_queue,
+                config=ExecutionConfig(breakpoints=[Breakpoint(step="s1")]),
+            )
+        ).id
+        waiting = (
+            await start_execution(
+                client,
+                Engine.compile(
+                    "id: decide\nsteps:\n  - {id: bad, kind: python, on_error: pause, "
+                    "with: {function: fail_on, args: {value: 1, bad: [1]}}}\n"
+                ),
+                {},
+                task_queue=task_queue,
+            )
+        ).id
+        progress = {"SIGTERM": 1, "SIGKILL": 3}  # finished steps each execution has before the signal
+        in_flight: dict[str, int] = {}
+        for name, signum in (("SIGTERM", signal.SIGTERM), ("SIGKILL", signal.SIGKILL)):
+            await _wait_progress(markers, running_count, progress[name])
+            await wait_paused(client.get_workflow_handle(paused), timeout_s=60)
+            await wait_for(
+                client.get_workflow_handle(waiting), lambda s: s.steps["decide/bad"].awaiting_decision, 60
+            )
+            in_flight[name] = sum(
+                1 for n in range(running_count) if not _finished(markers, f"s{CHAIN_STEPS - 1}-{n}")
+            )
+            server.send_signal(signum)
+            server.wait(30)
+            server = _start_server(database, port, log)
+            client = await _connect(address, server, log)
+        # Both kept their state across both restarts; now let them go on.
+        state = await wait_paused(client.get_workflow_handle(paused), timeout_s=60)
+        assert state.debug.paused is not None and state.debug.paused.step_path == "restart/s1"
+        await command(client.get_workflow_handle(paused), "continue")
+        await client.get_workflow_handle(waiting).execute_update(
+            "decide_recovery", RecoveryDecision(step="bad", action="skip", output="skipped")
+        )
+        outcomes = await asyncio.wait_for(
+            asyncio.gather(
+                *(outcome(client.get_workflow_handle(id_)) for id_ in [*running, paused, waiting])
+            ),
+            180,
+        )
+    finally:
+        if worker is not None:
+            stop(worker)
+        stop(server)
+    completed = sum(1 for ok, _ in outcomes[:running_count] if ok)
+    reruns = sum(
+        max(len(_finished(markers, f"s{i}-{n}")) - 1, 0)
+        for i in range(CHAIN_STEPS)
+        for n in range(running_count)
+    )
+    print(
+        f"dev server SIGTERM then SIGKILL restart ({in_flight['SIGTERM']} and {in_flight['SIGKILL']} "
+        f"executions running at each): {completed}/{running_count} completed, "
+        f"{running_count - completed} lost, {reruns} steps re-run; paused and awaiting-decision kept, then completed"
+    )
+    assert in_flight["SIGTERM"] == running_count and in_flight["SIGKILL"] > 0
+    assert outcomes[:running_count] == [
+        (True, {"n": n, "last": f"s{CHAIN_STEPS - 1}-{n}"}) for n in range(running_count)
+    ]
+    assert outcomes[running_count] == (True, {"n": 1000, "last": f"s{CHAIN_STEPS - 1}-1000"})
+    assert outcomes[running_count + 1] == (True, {"bad": "skipped"})
+
+
+async def _wait_progress(markers: Path, executions: int, steps: int) -> None:
+    async def enough() -> bool:
+        return all(
+            any(_finished(markers, f"s{i}-{n}") for i in range(steps - 1, CHAIN_STEPS))
+            for n in range(executions)
+        )
+
+    await wait_until(enough, 120, f"every execution past step {steps}")

@@ -41,14 +41,19 @@ async def start_execution(
     eager: bool = False,
     payloads: PayloadStore | None = None,
     offload_bytes: int = DEFAULT_THRESHOLD_BYTES,
+    step_task_queues: dict[str, str] | None = None,
 ) -> WorkflowHandle[Any, Any]:
     """Start the interpreter on a plan; `params` must already be validated against its input schema.
 
     Parameters over `offload_bytes` go to `payloads` and travel as references (rte/claim_check.py).
+    `step_task_queues` routes step kinds to task queues of their own (`Settings.step_task_queues()`,
+    e.g. `script` to sandbox workers); it is recorded in the input, so the execution keeps it.
     """
     config = config or ExecutionConfig()
     params = await offload_params(params, payloads, offload_bytes)
-    run_input = ExecutionInput(plan=plan, params=params, trigger=trigger, config=config)
+    run_input = ExecutionInput(
+        plan=plan, params=params, trigger=trigger, config=config, step_task_queues=step_task_queues or {}
+    )
     if (size := serialized_size(run_input.model_dump(mode="json", by_alias=True))) > MAX_START_INPUT_BYTES:
         # The plan itself travels in the start event: a definition with megabytes of constants.
         raise EngineError(

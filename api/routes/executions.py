@@ -905,6 +905,7 @@ async def _rerun(client: Client, settings: Settings, execution_id: str) -> Actio
         run_input.plan,
         run_input.params,
         task_queue=description.task_queue or settings.task_queue,
+        step_task_queues=settings.step_task_queues(),
         trigger="retry",
         config=run_input.config,
         definition_version=description.typed_search_attributes.get(sa.DEFINITION_VERSION),

@@ -98,6 +98,7 @@ async def start_run(
             plan,
             params,
             task_queue=settings.task_queue,
+            step_task_queues=settings.step_task_queues(),
             trigger="manual",
             config=ExecutionConfig(
                 error_mode=config.error_mode,

@@ -187,7 +187,7 @@ async def _existing(client: Client, schedule_id: str) -> ScheduleHandle:
 
 
 async def _action(
-    store: Store, body: ScheduleIn, task_queue: str, offload_bytes: int
+    store: Store, body: ScheduleIn, task_queue: str, offload_bytes: int, step_task_queues: dict[str, str]
 ) -> tuple[ScheduleActionStartWorkflow, dict[str, Any]]:
     row = await load_definition(store, body.definition_id, body.version)
     plan = Plan.model_validate(row.plan)
@@ -221,6 +221,7 @@ async def _action(
             timeout_s=config.timeout_s,
             debug=config.debug,
         ),
+        step_task_queues=step_task_queues,
     )
     attributes = execution_search_attributes(plan, "schedule", row.version)
     action = ScheduleActionStartWorkflow(
@@ -259,6 +260,7 @@ async def create_schedule(
         body.model_copy(update={"id": schedule_id}),
         settings.task_queue,
         settings.payload_offload_bytes,
+        settings.step_task_queues(),
     )
     every = memo["every_s"]
     schedule = Schedule(

@@ -157,6 +157,7 @@ async def run_from_webhook(
         plan,
         params,
         task_queue=settings.task_queue,
+        step_task_queues=settings.step_task_queues(),
         trigger="webhook",
         definition_version=row.version,
         payloads=store.payloads,

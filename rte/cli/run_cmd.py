@@ -163,6 +163,7 @@ async def _run_with(
             plan,
             params,
             task_queue=settings.task_queue,
+            step_task_queues=settings.step_task_queues(),
             execution_id=execution_id,
             definition_version=version,
             payloads=payloads,

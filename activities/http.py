@@ -433,7 +433,7 @@ async def _follow_redirects(
             )
         following = response.next_request
         await response.aclose()
-        if carrying and origin_of(following.url) != origin_of(request.url):
+        if carrying and not _same_origin(following.url, request.url):
             carrying = False
         if carrying:
             if found.params:  # a same-origin Location may leave the key out; it is still this origin's
@@ -446,6 +446,13 @@ async def _follow_redirects(
         request, hops = following, hops + 1
         response = await client.send(request)
     return response, hops
+
+
+def _same_origin(one: httpx.URL, other: httpx.URL) -> bool:
+    try:
+        return origin_of(one) == origin_of(other)
+    except ValueError:  # e.g. a redirect to another scheme: not this origin (sending it then fails)
+        return False
 
 
 def redact_value(value: Any, ctx: StepContext) -> Any:

@@ -167,7 +167,9 @@ class EngineService:
             return False
         if normal_host(host) == self.host or address in resolved:
             return True
-        return self.on_this_host and any(address in network for network in (*LOOPBACK, *UNSPECIFIED))
+        return self.on_this_host and any(
+            address.version == network.version and address in network for network in (*LOOPBACK, *UNSPECIFIED)
+        )
 
 
 def service_from(name: str, location: str) -> EngineService | None:

@@ -159,3 +159,13 @@ async def test_a_redirect_loop_stops_with_a_non_retryable_error(server, make_ctx
     assert caught.value.category is ErrorCategory.HTTP_4XX and not caught.value.retryable
     assert "more than 10 redirects" in caught.value.message
     assert len(server.requests) == 11
+
+
+async def test_a_redirect_to_another_scheme_is_a_clear_error_not_a_crash(server, make_ctx, connections):
+    bind(connections, server, "header")
+    with pytest.raises(EngineError) as caught:
+        await handle_http(
+            {"url": server.url("/redirect?to=file:///etc/passwd")}, make_ctx(connection="header")
+        )
+    assert caught.value.category is ErrorCategory.VALIDATION and not caught.value.retryable
+    assert "key-header-x3" not in caught.value.message

@@ -1,4 +1,4 @@
-"""The function both sides of the benchmark call."""
+"""The functions both sides of the benchmark call."""
 
 from rte.functions import function
 
@@ -6,3 +6,8 @@ from rte.functions import function
 @function("bench_noop")
 def noop() -> None:
     return None
+
+
+@function("bench_item")
+def item(value: int) -> int:
+    return value

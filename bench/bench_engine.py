@@ -1,6 +1,6 @@
 """The engine vs a hand-written Temporal workflow, end to end, on one in-memory dev server.
 
-    python -m bench.bench_engine [--runs 20] [--no-large]
+    python -m bench.bench_engine [--runs 20] [--parts chains,throughput,for_each,large]
 
 Both workers run in processes of their own (`rte worker` and `python -m bench.handwritten`), so each
 one's CPU time and memory can be read apart (psutil); this process is only the client. Measured:
@@ -218,7 +218,10 @@ class Bench:
         return before, peak, elapsed
 
 
-async def main(runs: int, large: bool) -> None:
+PARTS = ("chains", "throughput", "for_each", "large")
+
+
+async def main(runs: int, parts: set[str]) -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as data_dir:
         env = await start_dev_server()  # in memory: where the engine's own cost shows most
@@ -243,20 +246,39 @@ async def main(runs: int, large: bool) -> None:
                 for _, run in bench.chains().values():  # warm up
                     for _ in range(3):
                         await run()
-                idle, cpu = await bench.latencies(runs, IDLE_GAP_S)
-                back_to_back, _ = await bench.latencies(runs, 0.0)
+                if "chains" in parts:
+                    idle, cpu = await bench.latencies(runs, IDLE_GAP_S)
+                    back_to_back, _ = await bench.latencies(runs, 0.0)
                 rates: dict[str, list[float]] = {"tp-hw": [], "tp-engine": [], "fe-hw": [], "fe-engine": []}
                 for _ in range(ROUNDS):
-                    rates["tp-hw"].append(await bench.throughput(bench.handwritten_chain))
-                    rates["tp-engine"].append(await bench.throughput(lambda: bench.engine_run("python")))
-                    rates["fe-hw"].append(await bench.for_each_rate(engine=False))
-                    rates["fe-engine"].append(await bench.for_each_rate(engine=True))
-                large_figures = await bench.large_for_each() if large else None
+                    if "throughput" in parts:
+                        rates["tp-hw"].append(await bench.throughput(bench.handwritten_chain))
+                        rates["tp-engine"].append(await bench.throughput(lambda: bench.engine_run("python")))
+                    if "for_each" in parts:
+                        rates["fe-hw"].append(await bench.for_each_rate(engine=False))
+                        rates["fe-engine"].append(await bench.for_each_rate(engine=True))
+                large_figures = await bench.large_for_each() if "large" in parts else None
         finally:
             await env.shutdown()
-    rate = {name: statistics.median(values) for name, values in rates.items()}
+    rate = {name: statistics.median(values) for name, values in rates.items() if values}
     load_after = os.getloadavg()
     print(f"in-memory dev server; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after")
+    if "chains" in parts:
+        print_chains(runs, idle, back_to_back, cpu)
+    if rate:
+        print_rates(rate)
+    if large_figures:
+        before, peak, elapsed = large_figures
+        print(
+            f"\nfor_each, {LARGE_FOR_EACH_ITEMS:,} items (child slices): {elapsed:.1f} s, "
+            f"{LARGE_FOR_EACH_ITEMS / elapsed:.0f} items/s; engine worker RSS {before:.0f} MB before, "
+            f"peak {peak:.0f} MB (goal < 300 MB)"
+        )
+
+
+def print_chains(
+    runs: int, idle: dict[str, float], back_to_back: dict[str, float], cpu: dict[str, float]
+) -> None:
     print(f"chains of {STEPS} steps, median of {runs} alternating runs; ratio = engine / hand-written\n")
     print(f"{'':28} {'from idle (1 s gap)':>22} {'back to back':>22} {'worker CPU':>12}")
     print(f"{'':28} {'median':>10} {'ratio':>11} {'median':>10} {'ratio':>11} {'per step':>12}")
@@ -272,24 +294,19 @@ async def main(runs: int, large: bool) -> None:
             f" {back_to_back[name] * 1000:8.1f}ms {back_to_back[name] / back_to_back['hand-written']:11.2f}"
             f" {cpu[name] * 1000:10.2f}ms"
         )
-    print()
-    print(f"{'':44} {'hand-written':>13} {'engine':>9} {'ratio':>7}")
-    print(
-        f"{f'throughput, {THROUGHPUT_EXECUTIONS} chains, {THROUGHPUT_IN_FLIGHT} in flight (exec/s)':44}"
-        f" {rate['tp-hw']:13.1f} {rate['tp-engine']:9.1f} {rate['tp-engine'] / rate['tp-hw']:7.2f}"
+
+
+def print_rates(rate: dict[str, float]) -> None:
+    print(f"\n{'':44} {'hand-written':>13} {'engine':>9} {'ratio':>7}")
+    rows = (
+        ("tp", f"throughput, {THROUGHPUT_EXECUTIONS} chains, {THROUGHPUT_IN_FLIGHT} in flight (exec/s)"),
+        ("fe", f"for_each, {FOR_EACH_ITEMS:,} items, {FOR_EACH_CONCURRENCY} in flight (items/s)"),
     )
-    print(
-        f"{f'for_each, {FOR_EACH_ITEMS:,} items, {FOR_EACH_CONCURRENCY} in flight (items/s)':44}"
-        f" {rate['fe-hw']:13.1f} {rate['fe-engine']:9.1f} {rate['fe-engine'] / rate['fe-hw']:7.2f}"
-    )
+    for key, label in rows:
+        if f"{key}-hw" in rate:
+            hw, engine = rate[f"{key}-hw"], rate[f"{key}-engine"]
+            print(f"{label:44} {hw:13.1f} {engine:9.1f} {engine / hw:7.2f}")
     print(f"(median of {ROUNDS} alternating rounds)")
-    if large_figures:
-        before, peak, elapsed = large_figures
-        print(
-            f"\nfor_each, {LARGE_FOR_EACH_ITEMS:,} items (child slices): {elapsed:.1f} s, "
-            f"{LARGE_FOR_EACH_ITEMS / elapsed:.0f} items/s; engine worker RSS {before:.0f} MB before, "
-            f"peak {peak:.0f} MB (goal < 300 MB)"
-        )
 
 
 if __name__ == "__main__":
@@ -297,6 +314,8 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--no-large", action="store_true", help="skip the 10,000-item for_each")
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help="comma-separated subset of " + ", ".join(PARTS)
+    )
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.runs, large=not arguments.no_large))
+    asyncio.run(main(arguments.runs, set(arguments.parts.split(","))))

@@ -20,12 +20,12 @@ with workflow.unsafe.imports_passed_through():
 
 @activity.defn(name="bench.noop")
 async def noop_activity() -> None:
-    return noop()
+    return await noop()
 
 
 @activity.defn(name="bench.item")
 async def item_activity(value: int) -> int:
-    return item(value)
+    return await item(value)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from rte.store.errors import ErrorRepository
 from rte.store.payloads import PayloadRepository
 from rte.store.presets import PresetRepository
 from rte.store.repositories import DefinitionRepository, LogRepository, MetricRepository
+from rte.store.telemetry import TelemetryWriter
 from rte.store.webhooks import WebhookRepository
 
 try:  # POSIX only; elsewhere SQLite's own locking is all we have.
@@ -182,6 +183,7 @@ class Store:
         self.presets = PresetRepository(self.sessions)
         self.errors = ErrorRepository(self.sessions)
         self.payloads = PayloadRepository(self.sessions)
+        self._telemetry = TelemetryWriter(engine, self.logs, self.metrics)
 
     @classmethod
     async def open(cls, settings: Settings | None = None, *, migrate_schema: bool = True) -> Store:
@@ -195,11 +197,11 @@ class Store:
         return cls(create_engine(url), SecretBox.from_settings(settings))
 
     async def write_telemetry(self, logs: list[dict[str, Any]], metrics: list[dict[str, Any]]) -> None:
-        """Step logs, then attempt metrics: two bulk inserts, however many attempts they cover."""
-        await self.logs.add_many(logs)
-        await self.metrics.add_many(metrics)
+        """Step logs and attempt metrics: bulk inserts, however many attempts they cover."""
+        await self._telemetry.write(logs, metrics)
 
     async def close(self) -> None:
+        await self._telemetry.close()
         await self.engine.dispose()
 
     async def __aenter__(self) -> Self:

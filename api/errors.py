@@ -179,7 +179,7 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = error.detail if isinstance(error.detail, str) else str(error.detail)
         headers = dict(error.headers or {})
         if error.status_code == 405:
-            # Starlette names only the first route whose path matches; every matching one counts.
+            # Starlette names the methods of the first route whose path matches, not all of them.
             headers["Allow"] = ", ".join(allowed_methods(request.app.state.api_routes, request.url.path))
             detail = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
         return problem_response(
@@ -229,9 +229,44 @@ class UnexpectedErrors:
             await response(scope, receive, send)
 
 
+class MethodNotAllowed:
+    """A method the resource at a path does not have is a 405 with `Allow`, decided by
+    `allowed_methods` — also where Starlette would route it to a parameterised sibling instead
+    (DELETE /executions/stats is not the deletion of an execution named "stats")."""
+
+    def __init__(self, app: ASGIApp, routes: list[APIRoute]) -> None:
+        self.app, self.routes = app, routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            allowed = allowed_methods(self.routes, scope["path"])
+            if allowed and scope["method"] not in allowed:
+                allow = ", ".join(allowed)
+                response = problem_response(
+                    405,
+                    "Method Not Allowed",
+                    f"{scope['method']} is not allowed here; allowed: {allow}",
+                    scope["path"],
+                    {"Allow": allow},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def allowed_methods(routes: list[APIRoute], path: str) -> list[str]:
-    """The methods some route serves at `path` (a concrete path, not a template)."""
-    return sorted({method for route in routes if route.path_regex.match(path) for method in route.methods})
+    """The methods of the resource at `path`: of the routes whose template matches it, those with the
+    most fixed segments (`/executions/stats` is the statistics, not an execution named "stats").
+    """
+    matching = [route for route in routes if route.path_regex.match(path)]
+    if not matching:
+        return []
+    fixed = max(_fixed_segments(route.path) for route in matching)
+    return sorted({m for route in matching if _fixed_segments(route.path) == fixed for m in route.methods})
+
+
+def _fixed_segments(template: str) -> int:
+    return sum(not segment.startswith("{") for segment in template.strip("/").split("/"))
 
 
 def _title(status: int) -> str:

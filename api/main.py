@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from api.errors import UnexpectedErrors, install_error_handlers
+from api.errors import MethodNotAllowed, UnexpectedErrors, install_error_handlers
 from api.json_guard import JsonBodyGuard
 from api.limits import BodySizeLimit
 from api.openapi import declare_error_responses, with_problem_schema
@@ -58,16 +58,17 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    # The last added runs first: errors wrap everything, the size limit bounds what the guard reads.
-    app.add_middleware(JsonBodyGuard)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
-    app.add_middleware(UnexpectedErrors)
-    app.state.api_routes = []  # every APIRoute: 405 answers list the methods of all that match
+    app.state.api_routes = []  # every APIRoute, for the `Allow` of 405 answers
     for router in all_routers():
         declare_error_responses(router)
         app.state.api_routes += [route for route in router.routes if isinstance(route, APIRoute)]
         app.include_router(router)
     with_problem_schema(app)
+    # The last added runs first: errors wrap everything, the size limit bounds what the guard reads.
+    app.add_middleware(JsonBodyGuard)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(MethodNotAllowed, routes=app.state.api_routes)
+    app.add_middleware(UnexpectedErrors)
     return app
 
 

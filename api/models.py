@@ -5,16 +5,31 @@ Every model carries examples, so the OpenAPI document shows a caller what to sen
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from rte.store.connections import ConnectionType
 
 DEFINITION_ID = r"^[a-z0-9][a-z0-9_-]*$"
 VERSION = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 EXECUTION_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:?\d{2})?")
+
+
+def _date_time_text(value: Any) -> Any:
+    # pydantic also reads numbers ("0.5": Unix seconds) and bare dates; the API says ISO 8601 date-times.
+    if isinstance(value, str) and not _DATE_TIME.fullmatch(value.strip()):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-11-28T09:00:00Z")
+    if isinstance(value, int | float):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-11-28T09:00:00Z, not a number")
+    return value
+
+
+# A date-time given by a client: ISO 8601 text only (UTC when it has no zone).
+Timestamp = Annotated[datetime, BeforeValidator(_date_time_text)]
 
 EXAMPLE_SOURCE = """id: greet
 inputs:
@@ -336,8 +351,8 @@ class ExecutionFilter(BaseModel):
     version: str | None = Field(None, pattern=VERSION, max_length=20, examples=["3"])
     status: list[ExecutionStatusName] = Field(default_factory=list, examples=[["failed"]])
     trigger: str | None = Field(None, pattern=r"^[a-z_]{1,30}$", examples=["manual"])
-    started_after: datetime | None = Field(None, description="Inclusive; ISO 8601, UTC when no zone.")
-    started_before: datetime | None = Field(None, description="Exclusive.")
+    started_after: Timestamp | None = Field(None, description="Inclusive; ISO 8601, UTC when no zone.")
+    started_before: Timestamp | None = Field(None, description="Exclusive.")
     id_prefix: str | None = Field(None, max_length=200, description="Execution ids starting with this text.")
     include_children: bool = Field(False, description="Also list the child executions of big for_each steps.")
 

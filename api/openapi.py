@@ -9,7 +9,7 @@ area); the errors every route shares are derived here from what the route depend
 | (any)                                     | 413 (body too large), 500 (a bug)   |
 | takes parameters or a body                | 422 (invalid, with `violations`)    |
 | takes a body                              | 400 (unreadable)                    |
-| has path parameters                       | 404                                 |
+| has path parameters or a body             | 404 (what it names does not exist)  |
 | needs an API key (`ViewerKey`, …)         | 401, 403                            |
 | has another security scheme (webhooks)    | 401                                 |
 | talks to Temporal (`TemporalClientDep`)   | 400, 404, 409, 429, 503 (`api.errors.rpc_problem`) |
@@ -74,7 +74,7 @@ def error_statuses(route: APIRoute) -> set[int]:
         statuses.add(422)
     if has_body:
         statuses.add(400)
-    if has_path:
+    if has_path or has_body:
         statuses.add(404)
     if any(hasattr(call, "required_role") for call in calls):
         statuses |= {401, 403}

@@ -42,7 +42,7 @@ from api.failure_sources import (
     mark_recovered,
     workflow_of,
 )
-from api.models import problems
+from api.models import Timestamp, problems
 from api.routes.executions import _describe
 from api.suggestion_actions import change_definitions, retry_executions, verify_connections
 from rte import analysis
@@ -65,7 +65,7 @@ async def list_failures(
     client: TemporalClientDep,
     _: ViewerKey,
     window: WindowQuery = "24h",
-    since: Annotated[datetime | None, Query(description="Overrides `window`.")] = None,
+    since: Annotated[Timestamp | None, Query(description="Overrides `window`.")] = None,
     workflow: Workflow = None,
     category: Category = None,
     step: Step = None,

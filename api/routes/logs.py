@@ -16,7 +16,6 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
@@ -28,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import StoreDep, TemporalClientDep, ViewerKey
 from api.errors import Problem, rpc_problem
+from api.models import Timestamp
 from rte.store import Store
 from rte.store.repositories import MAX_PAGE, LogLevel, LogRow
 
@@ -59,8 +59,8 @@ class LogFilters(BaseModel):
     source: str | None = Field(None, max_length=100, examples=["http"])
     text: str | None = Field(None, max_length=500, description="Case-insensitive substring of the message.")
     step: str | None = Field(None, max_length=500, description="Step path.", examples=["orders/fetch"])
-    since: datetime | None = Field(None, description="Inclusive; ISO 8601.")
-    until: datetime | None = Field(None, description="Exclusive; ISO 8601.")
+    since: Timestamp | None = Field(None, description="Inclusive; ISO 8601.")
+    until: Timestamp | None = Field(None, description="Exclusive; ISO 8601.")
 
 
 class LogPage(BaseModel):

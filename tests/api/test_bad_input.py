@@ -170,6 +170,11 @@ async def test_invalid_cursors_and_filters_are_4xx_problems(api_server: ApiServe
         assert_problem(await http.get("/executions", params={"status": "sleeping"}), 422)
         assert_problem(await http.get("/executions", params={"page_size": 0}), 422)
         assert_problem(await http.get("/executions", params={"started_after": "yesterday"}), 422)
+        # Date-times are ISO 8601 text, as documented: not Unix seconds, not a bare date.
+        for value in ("1700000000", "0.5", "2026-11-28"):
+            unix = await http.get("/executions/stats", params={"started_before": value})
+            assert_problem(unix, 422, "ISO 8601")
+        assert_problem(await http.get("/errors", params={"since": "1700000000"}), 422, "ISO 8601")
         assert_problem(await http.get("/executions/export", params={"format": "xml"}), 422)
 
 
@@ -294,8 +299,9 @@ async def test_405_answers_say_which_methods_are_allowed(api_server: ApiServer) 
     async with api_server.client(Role.ADMIN) as http:
         for method, path, allowed in (
             ("PUT", "/health", {"GET"}),
-            # DELETE /executions/{execution_id} serves this path too: every matching route counts.
-            ("POST", "/executions/stats", {"DELETE", "GET"}),
+            # The statistics, not an execution named "stats" (DELETE /executions/{execution_id}).
+            ("POST", "/executions/stats", {"GET"}),
+            ("GET", "/executions/bulk", {"POST"}),
             ("PATCH", "/definitions", {"GET", "POST"}),
         ):
             answer = await http.request(method, path)

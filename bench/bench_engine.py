@@ -141,7 +141,7 @@ class Bench:
 
     async def engine_run(self, plan: str, params: dict[str, Any] | None = None) -> Any:
         handle = await start_execution(
-            self.client, self.plans[plan], params or {}, task_queue=self.engine.task_queue, eager=True
+            self.client, self.plans[plan], params or {}, task_queue=self.engine.task_queue
         )
         return await handle.result()
 

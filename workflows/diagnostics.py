@@ -2,12 +2,12 @@
 
 Codes (the first letter gives the severity, the first digit the stage):
 
-- E0xx parse and format detection: E001 syntax, E002 duplicate key, E003 source too large,
+- E0xx parse and format detection: E001 syntax (workflows/syntax_errors.py), E002 duplicate key, E003 source too large,
   E004 not a mapping, E005 unsupported YAML value, E010 Serverless Workflow not supported by this build
 - E1xx schema and references: E101 schema violation, E102 duplicate step id, E103 unknown step in
   needs/then/default, E104 unknown kind, E105 missing or malformed kind parameter, E106 connection not
   declared, E107 bad duration
-- E2xx expressions: E201 jq syntax, E202 forbidden builtin, E203 reads an unknown step, E204 reads a step
+- E2xx expressions: E201 jq syntax (hints: workflows/jq_hints.py), E202 forbidden builtin, E203 reads an unknown step, E204 reads a step
   that is not upstream
 - E3xx graph: E301 cycle, E302 step that can never run
 - W3xx warnings: W301 unused output of a pure step, W302 unknown `with` key, W303 `local` on a

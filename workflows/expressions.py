@@ -39,6 +39,7 @@ import jq
 
 from rte.errors import ExpressionError
 from workflows import expression_guard
+from workflows.jq_hints import jq_syntax_hint
 
 MAX_RESULT_BYTES = 1_000_000
 GUARDED_TIMEOUT_S = 1.0
@@ -350,7 +351,8 @@ def check_program(program: str, variables: Iterable[str] = ()) -> list[Expressio
     try:
         _compiled(program, names)  # exactly what `evaluate` compiles, so it is cached for it too
     except ValueError as error:
-        return [ExpressionProblem("E201", f"invalid jq: {_jq_message(error, len(_prefix(names)))}")]
+        message = _jq_message(error, len(_prefix(names)))
+        return [ExpressionProblem("E201", f"invalid jq: {message}", jq_syntax_hint(program, message, names))]
     return []
 
 

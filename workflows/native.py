@@ -421,7 +421,9 @@ class NativeCompiler:
         reads_all: set[str] = set()
         for (step_id, path, program, in_scope), program_problems in zip(found, problems, strict=True):
             for problem in program_problems:
-                hint = problem.hint or self._dashed_id_hint(program)
+                # A dashed step id is the likeliest cause of an E201 and the hint names the step.
+                dashed = self._dashed_id_hint(program) if problem.code == "E201" else None
+                hint = dashed or problem.hint
                 self.report(problem.code, _problem_message(problem.message, program), path, hint)
             if not in_scope:
                 continue
@@ -508,7 +510,7 @@ class NativeCompiler:
             try:
                 parts = split_template(template)
             except ExpressionError as error:
-                self.report("E201", error.message, path)
+                self.report("E201", error.message, path, _TEMPLATE_HINT)
                 return
             for part in parts or ():
                 if part.is_expression:
@@ -735,6 +737,11 @@ def _program(value: str | bool) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return strip_expression(value)
+
+
+_TEMPLATE_HINT = (
+    'an expression is ${ program }, ending at the } that matches its {: e.g. "Hello ${ .inputs.name }"'
+)
 
 
 def _problem_message(message: str, program: str) -> str:

@@ -40,6 +40,7 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml: the same
     from yaml import BaseLoader as _Parser  # type: ignore[assignment]
 
 from workflows.diagnostics import DataPath, Diagnostic, make_diagnostic
+from workflows.syntax_errors import json_syntax_error, yaml_syntax_error
 
 MAX_SOURCE_CHARS = 5_000_000
 # Aliases can make a small text expand into a huge value ("billion laughs"): cap the values that
@@ -193,7 +194,7 @@ def parse_source(text: str, *, strict_json: bool = False) -> tuple[Source | None
             data = json.loads(text, object_pairs_hook=_pairs_without_duplicates, parse_constant=_no_constant)
         except json.JSONDecodeError as error:
             if strict_json:
-                return None, [_json_syntax_error(error)]
+                return None, [json_syntax_error(error, text)]
             json_error = error  # may still be YAML flow style, e.g. `{id: x, steps: []}`
         except (_DuplicateJsonKey, ValueError):
             pass  # the YAML reader reports duplicate keys and NaN with their position
@@ -207,8 +208,8 @@ def parse_source(text: str, *, strict_json: bool = False) -> tuple[Source | None
         return None, [problem.diagnostic()]
     except YAMLError as error:
         if json_error is not None:
-            return None, [_json_syntax_error(json_error)]
-        return None, [_yaml_syntax_error(error, text)]
+            return None, [json_syntax_error(json_error, text)]
+        return None, [yaml_syntax_error(error, text)]
     positions = SourceMap(lambda: _yaml_positions(text))
     return _checked_root(
         data, positions, "json" if json_error is None and text.lstrip()[:1] == "{" else "yaml"
@@ -580,39 +581,3 @@ def _mark_at(text: str, offset: int) -> Mark:
 
 def _reader_problem(error: ReaderError) -> str:
     return str(error).splitlines()[0]  # "unacceptable character #x0001: control characters are not allowed"
-
-
-def _yaml_syntax_error(error: YAMLError, text: str) -> Diagnostic:
-    mark = None
-    message = str(error).strip().splitlines()[0] if str(error).strip() else "syntax error"
-    if isinstance(error, MarkedYAMLError):
-        mark = error.problem_mark or error.context_mark
-        message = error.problem or error.context or message
-        if error.context and error.problem:
-            message = f"{error.problem} ({error.context})"
-    position = (mark.line + 1, mark.column + 1) if mark is not None else None
-    found = _character_at(text, mark.line, mark.column) if mark is not None else ""
-    return make_diagnostic("E001", f"invalid YAML: {message}", (), position, _syntax_hint(message, found))
-
-
-def _character_at(text: str, line: int, column: int) -> str:
-    start = 0
-    for _ in range(line):
-        start = text.find("\n", start) + 1
-        if start == 0:
-            return ""
-    return text[start + column : start + column + 1]
-
-
-def _syntax_hint(message: str, found: str) -> str | None:
-    if found == "\t" or "tab" in message.lower():
-        return "indent with spaces, not tabs"
-    if "mapping values are not allowed" in message:
-        return "quote values that contain ': ', e.g. message: \"note: done\""
-    if found in ("@", "`"):
-        return "quote values that start with @ or `"
-    return None
-
-
-def _json_syntax_error(error: json.JSONDecodeError) -> Diagnostic:
-    return make_diagnostic("E001", f"invalid JSON: {error.msg}", (), (error.lineno, error.colno))

@@ -239,3 +239,60 @@ def test_reads_through_brackets_and_interpolations_are_found_and_text_is_not_a_r
     )
     assert compilation.ok, compilation.diagnostics
     assert compilation.plan.root.step("c").reads == ("fetch-orders", "b")
+
+
+@pytest.mark.parametrize(
+    ("program", "hint"),
+    [
+        (".a && .b", "jq writes `and`, `or` and `not`"),
+        ("'done'", "jq strings use double quotes"),
+        ("[.a, .b", "the program ends too early"),
+        (".a as x | 1", "jq variables start with $"),
+        (".a | map(. + )", "a bracket closes here that was never opened, or a value is missing"),
+        (".a | nosuchfunction", "'nosuchfunction' is not a jq builtin"),
+        ("$nope", "no variables are defined here"),
+        (".x.my-field", 'write .x["my-field"]'),
+        (".a; .b", "only function arguments with ;"),
+        ('"\\(.a"', "a string is not closed"),
+    ],
+)
+def test_invalid_jq_comes_with_a_hint(program: str, hint: str) -> None:
+    (problem,) = expression_problems([program])[0]
+    assert problem.code == "E201" and problem.hint and hint in problem.hint, problem
+
+
+def test_the_compiler_reports_a_jq_syntax_error_with_its_hint() -> None:
+    error = the(
+        compile_yaml(
+            """
+            id: hints
+            steps:
+              - {id: a, kind: set, with: {ok: "${ .inputs.x && .inputs.y }"}}
+            outputs: "${ .steps.a.output }"
+            """
+        ),
+        "E201",
+    )
+    assert error.path == "/steps/0/with/ok"
+    assert error.hint == "jq writes `and`, `or` and `not` (e.g. `.a and (.b | not)`), not &&, || and !"
+
+
+def test_a_dashed_step_id_keeps_its_own_hint() -> None:
+    error = the(
+        compile_yaml(
+            """
+            id: dashed
+            steps:
+              - {id: fetch-orders, kind: set, with: {n: 1}}
+              - {id: b, kind: set, needs: [fetch-orders], with: {n: "${ .steps.fetch-orders.output.n }"}}
+            outputs: "${ .steps.b.output }"
+            """
+        ),
+        "E201",
+    )
+    assert error.hint == 'step ids with "-" are read as .steps["fetch-orders"]'
+
+
+def test_an_unterminated_template_gets_a_hint() -> None:
+    error = the(compile_yaml('id: t\nsteps:\n  - {id: a, kind: set, with: {x: "${ .inputs.x"}}\n'), "E201")
+    assert error.message.startswith("unterminated ${ … }") and "ending at the }" in (error.hint or "")

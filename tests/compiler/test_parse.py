@@ -40,11 +40,98 @@ def test_unquoted_colon_in_a_value_gets_a_hint() -> None:
     assert "quote" in (error.hint or "")
 
 
-def test_malformed_json_reports_the_json_parser_position() -> None:
+def test_a_missing_comma_in_json_is_reported_where_the_comma_belongs() -> None:
     text = '{\n  "id": "x",\n  "steps": [\n    {"id": "a" "kind": "set"}\n  ]\n}'
     error = the(compile_source(text, "flow.json"), "E001")
-    assert error.message == "invalid JSON: Expecting ',' delimiter"
+    assert error.message == (
+        "invalid JSON: expected ',' or '}' here but found '\"': a ',' is missing before it, "
+        "or the mapping opened with { at 4:5 is never closed"
+    )
     assert (error.line, error.column) == (4, 16)
+    assert error.hint == "separate the mapping's items with ',' and close it with '}'"
+
+
+@pytest.mark.parametrize(
+    ("text", "position", "message"),
+    [
+        # The list closes with the wrong bracket: the error is at the `[`, not at the `}`.
+        (
+            "id: x\nsteps:\n  - id: a\n    kind: set\n    with: {n: [1, 2}\n",
+            (5, 15),
+            "invalid YAML: the list opened with [ at 5:15 is never closed "
+            "(at 5:20 YAML expected ',' or ']' but found '}')",
+        ),
+        # A flow list may span lines: YAML gives up only at the next key, two lines further.
+        (
+            "id: x\nsteps:\n  - id: a\n    kind: set\n    with:\n      n: [1, 2\n  - id: b\n",
+            (6, 10),
+            "invalid YAML: the list opened with [ at 6:10 is never closed "
+            "(at 7:7 YAML expected ',' or ']' but found ':')",
+        ),
+        (
+            "id: x\nsteps: [{id: a, kind: set, with: {n: 1}}\n",
+            (2, 8),
+            "invalid YAML: the list opened with [ at 2:8 is never closed "
+            "(at 3:1 YAML expected ',' or ']' but the text ended)",
+        ),
+        (
+            'id: x\ndescription: "Sync orders\nsteps: []\n',
+            (2, 14),
+            'invalid YAML: the string opened with " at 2:14 is never closed (the text ended inside it)',
+        ),
+        (
+            "id: x\ndescription: 'it''s\n",
+            (2, 14),
+            "invalid YAML: the string opened with ' at 2:14 is never closed (the text ended inside it)",
+        ),
+    ],
+)
+def test_an_unclosed_bracket_or_quote_is_reported_where_it_opens(
+    text: str, position: tuple[int, int], message: str
+) -> None:
+    error = the(compile_yaml(text), "E001")
+    assert (error.message, (error.line, error.column)) == (message, position)
+    assert error.hint and ("add the missing" in error.hint or "end the text with a closing" in error.hint)
+
+
+def test_an_unclosed_json_bracket_is_reported_where_it_opens() -> None:
+    text = '{\n  "id": "x",\n  "steps": [\n    {"id": "a", "kind": "set"}\n}\n'
+    error = the(compile_source(text, "flow.json"), "E001")
+    assert (error.line, error.column) == (3, 12)
+    assert error.message == (
+        "invalid JSON: the list opened with [ at 3:12 is never closed "
+        "(at 5:1 JSON expected ',' or ']' but found '}')"
+    )
+    assert error.hint == "add the missing ']' (or remove a stray one before it)"
+
+
+def test_an_unclosed_json_string_is_reported_where_it_opens() -> None:
+    error = the(compile_source('{"id": "x", "name": "Sync}', "flow.json"), "E001")
+    assert (error.line, error.column, error.message) == (
+        1,
+        21,
+        "invalid JSON: the string at 1:21 is never closed",
+    )
+    assert error.hint and error.hint.startswith('end it with a closing "')
+
+
+def test_a_missing_comma_in_a_yaml_flow_mapping_is_reported_where_the_comma_belongs() -> None:
+    error = the(compile_yaml('id: x\nsteps:\n  - {id: a, kind: "set" with: {n: 1}}\n'), "E001")
+    assert (error.line, error.column) == (3, 25)
+    assert "a ',' is missing before it, or the mapping opened with { at 3:5 is never closed" in error.message
+
+
+def test_every_yaml_syntax_error_has_a_hint() -> None:
+    for text in ("a: *nope\n", "a: 1\n---\nb: 2\n", 'a: "x\\q"\n', "a: [1, 2]]\n", "a:\n  - b\n c: 1\n"):
+        _, problems = parse_source(text)
+        assert [p.code for p in problems] == ["E001"], text
+        assert problems[0].hint, text
+
+
+def test_a_bad_escape_in_double_quotes_gets_a_hint_about_backslashes() -> None:
+    # The usual way in: jq's string interpolation written inside a double-quoted YAML string.
+    error = the(compile_yaml('id: x\ndescription: "total \\(.n)"\n'), "E001")
+    assert "backslash" in (error.hint or "")
 
 
 def test_json_file_with_a_trailing_comma_is_an_error() -> None:

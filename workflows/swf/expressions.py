@@ -24,6 +24,7 @@ import jq
 
 from rte.errors import ExpressionError
 from workflows.expressions import FORBIDDEN_BUILTINS, split_template
+from workflows.jq_hints import jq_syntax_hint
 
 EvaluationMode = Literal["strict", "loose"]
 
@@ -123,11 +124,9 @@ def check(program: str, variables: frozenset[str], secrets_allowed: bool = False
     try:
         jq.compile(program, args=dict.fromkeys(names))
     except ValueError as error:
-        return [
-            Problem(
-                "E201", f"invalid jq: {_jq_message(error)} in ${{ {program} }}", _variable_hint(error, names)
-            )
-        ]
+        message = _jq_message(error)
+        hint = _variable_hint(error, names) or jq_syntax_hint(program, message, tuple(names))
+        return [Problem("E201", f"invalid jq: {message} in ${{ {program} }}", hint)]
     return []
 
 

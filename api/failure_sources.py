@@ -258,4 +258,4 @@ async def _last_completed(client: Client, definition_id: str) -> datetime | None
 
 
 def _ts(value: datetime) -> str:
-    return visibility.literal(value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    return visibility.timestamp(value)

@@ -6,10 +6,10 @@ Every model carries examples, so the OpenAPI document shows a caller what to sen
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from rte.store.connections import ConnectionType
 
@@ -28,8 +28,15 @@ def _date_time_text(value: Any) -> Any:
     return value
 
 
-# A date-time given by a client: ISO 8601 text only (UTC when it has no zone).
-Timestamp = Annotated[datetime, BeforeValidator(_date_time_text)]
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+# A date-time given by a client: ISO 8601 text only, read as UTC when it has no zone, and held in UTC.
+Timestamp = Annotated[datetime, BeforeValidator(_date_time_text), AfterValidator(_in_utc)]
 
 EXAMPLE_SOURCE = """id: greet
 inputs:

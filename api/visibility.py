@@ -60,16 +60,9 @@ def literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _timestamp(value: datetime, name: str) -> str:
-    try:
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
-        raise Problem(
-            422,
-            "Invalid filter",
-            f"{name} is out of range in UTC",
-            violations=[{"path": f"$.{name}", "message": "is out of range in UTC"}],
-        ) from None
+def timestamp(value: datetime) -> str:
+    """A visibility-query date-time literal (UTC when naive; `api.models.Timestamp` values are UTC)."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     # strftime's %Y does not zero-pad years below 1000, and Temporal wants RFC 3339 (four digits).
     return literal(f"{value.year:04d}-{value:%m-%dT%H:%M:%S.%f}Z")
 
@@ -90,9 +83,9 @@ def build_query(filters: ExecutionFilter) -> str:
         trigger = sa.TRIGGER_TYPE.name
         clauses.append(f"({trigger} IS NULL OR {trigger} != 'child')")
     if filters.started_after:
-        clauses.append(f"StartTime >= {_timestamp(filters.started_after, 'started_after')}")
+        clauses.append(f"StartTime >= {timestamp(filters.started_after)}")
     if filters.started_before:
-        clauses.append(f"StartTime < {_timestamp(filters.started_before, 'started_before')}")
+        clauses.append(f"StartTime < {timestamp(filters.started_before)}")
     if filters.id_prefix:
         clauses.append(f"WorkflowId STARTS_WITH {literal(filters.id_prefix)}")
     return " AND ".join(clauses)

@@ -71,7 +71,11 @@ class LogPage(BaseModel):
 
 
 Filters = Annotated[LogFilters, Query()]
-AfterId = Annotated[int | None, Query(ge=0, description="Only lines after this id (a cursor).")]
+# Log line ids are SQL BIGINTs: a larger cursor cannot even be compared in the query.
+MAX_LINE_ID = 2**63 - 1
+AfterId = Annotated[
+    int | None, Query(ge=0, le=MAX_LINE_ID, description="Only lines after this id (a cursor).")
+]
 _PROBLEMS: dict[int | str, dict[str, Any]] = {404: {"description": "No such execution (problem+json)"}}
 
 
@@ -154,6 +158,13 @@ async def tail_logs(
 ) -> Response:
     """Follow an execution's logs live with the same filters, until the execution ends."""
     if last_event_id and last_event_id.strip().isdigit():
+        if int(last_event_id) > MAX_LINE_ID:
+            raise Problem(
+                422,
+                "Invalid request",
+                f"Last-Event-ID {last_event_id.strip()[:30]} is not a log line id (at most {MAX_LINE_ID})",
+                violations=[{"path": "$.headers.last-event-id", "message": "is not a log line id"}],
+            )
         after_id = max(after_id or 0, int(last_event_id))
     lifecycle = await _lifecycle(client, execution_id)
     if lifecycle != "running" and not await _page(store, execution_id, filters, after_id, 1):

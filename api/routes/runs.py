@@ -72,8 +72,13 @@ async def start_run(
     params, config, connections = dict(body.params or {}), body.config, dict(body.connections or {})
     if body.preset_id:
         preset = await store.presets.get(body.preset_id)
-        if preset is None:
-            raise Problem(404, "Not found", f"no preset with id '{body.preset_id}'")
+        if preset is None:  # a 404 would say the definition (the URL) is missing
+            raise Problem(
+                422,
+                "Invalid request",
+                f"$.preset_id: no preset with id '{body.preset_id}'",
+                violations=[{"path": "$.preset_id", "message": f"no preset with id '{body.preset_id}'"}],
+            )
         if preset.definition_id != definition_id:
             raise Problem(
                 409,

@@ -126,6 +126,9 @@ class ScheduleOut(BaseModel):
     created_at: datetime | None = Field(None, description="Not included in lists.")
 
 
+MAX_EVERY_S = 3650 * 86400
+
+
 def _rpc_problem(error: RPCError, schedule_id: str) -> Problem:
     if error.status == RPCStatusCode.NOT_FOUND:
         return Problem(404, "Not found", f"no schedule '{schedule_id}'")
@@ -203,12 +206,11 @@ async def _action(
         raise Problem(
             422, "Invalid schedule", str(error), violations=[{"path": "$.every", "message": str(error)}]
         ) from None
-    if every_s is not None and every_s < 1:
+    if every_s is not None and not 1 <= every_s <= MAX_EVERY_S:
+        # Beyond ten years the interval overflowed timedelta: a 500, now a 422.
+        why = "must be at least 1 s" if every_s < 1 else f"must be at most {MAX_EVERY_S // 86400} days"
         raise Problem(
-            422,
-            "Invalid schedule",
-            "`every` must be at least 1 s",
-            violations=[{"path": "$.every", "message": "must be at least 1 s"}],
+            422, "Invalid schedule", f"`every` {why}", violations=[{"path": "$.every", "message": why}]
         )
     timeout_s = config.timeout_s or plan.timeout_s
     run_input = ExecutionInput(

@@ -29,6 +29,7 @@ from rte.config import Settings
 from rte.executions import start_execution
 from rte.store import Store
 from rte.store.api_keys import Role
+from rte.watch import worker_available
 from tests.api.conftest import ApiServer, serve
 from tests.support.broken_workflows import StateQueryRaises, TaskFailsAfterSignal
 from workflows.compiler import compile_source
@@ -175,6 +176,11 @@ async def test_invalid_cursors_and_filters_are_4xx_problems(api_server: ApiServe
             unix = await http.get("/executions/stats", params={"started_before": value})
             assert_problem(unix, 422, "ISO 8601")
         assert_problem(await http.get("/errors", params={"since": "1700000000"}), 422, "ISO 8601")
+        # Log cursors beyond SQL's BIGINT could not be compared in the query (a 500 OverflowError).
+        huge = str(2**64)
+        assert_problem(await http.get("/executions/any/logs", params={"after_id": huge}), 422)
+        stream = await http.get("/executions/any/logs/stream", headers={"Last-Event-ID": huge})
+        assert_problem(stream, 422, "not a log line id")
         assert_problem(await http.get("/executions/export", params={"format": "xml"}), 422)
 
 
@@ -200,8 +206,13 @@ async def test_start_dates_before_year_1000_filter_and_out_of_range_dates_are_42
         listed = await http.get("/executions", params={"started_after": "0999-12-31T23:59:59Z"})
         assert listed.status_code == 200, listed.text
         # Year 1 at +01:00 is before year 1 in UTC: it cannot be converted (was a 500 OverflowError).
-        out_of_range = await http.get("/executions", params={"started_after": "0001-01-01T00:00:00+01:00"})
-        assert_problem(out_of_range, 422, "started_after")
+        for path, name in (
+            ("/executions", "started_after"),
+            ("/errors", "since"),
+            ("/executions/x/logs", "until"),
+        ):
+            out_of_range = await http.get(path, params={name: "0001-01-01T00:00:00+01:00"})
+            assert_problem(out_of_range, 422, name, "out of range")
 
 
 async def test_renaming_a_preset_to_a_name_in_use_is_a_409_that_changes_nothing(
@@ -390,6 +401,13 @@ async def broken_execution(
         assert plan is not None
         handle = await start_execution(client, plan, {}, task_queue=task_queue)
         try:
+            # Ready as the API sees it: the worker has polled, and the first workflow task is done.
+            for _ in range(300):
+                description = await handle.describe()
+                first_task_done = not description.raw_description.HasField("pending_workflow_task")
+                if first_task_done and await worker_available(client, task_queue):
+                    break
+                await asyncio.sleep(0.1)
             yield handle
         finally:
             await handle.terminate("test over")

@@ -88,4 +88,5 @@ async def test_a_run_from_a_preset_uses_its_values_and_the_request_overrides_the
     assert plain.status_code == 201 and overridden.status_code == 201
     assert await client.get_workflow_handle(plain.json()["execution_id"]).result() == "Hello Ada!"
     assert await client.get_workflow_handle(overridden.json()["execution_id"]).result() == "Hello Bob!"
-    assert unknown.status_code == 404 and "no preset with id 'nope'" in unknown.json()["detail"]
+    assert unknown.status_code == 422 and "no preset with id 'nope'" in unknown.json()["detail"]
+    assert unknown.json()["violations"][0]["path"] == "$.preset_id"

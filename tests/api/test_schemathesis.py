@@ -10,7 +10,7 @@ generated requests reach real executions rather than stopping at 404.
 
 No answer may be a 5xx, and every check but `positive_data_acceptance` must pass: statuses, content
 types, headers and bodies as documented, invalid input refused, 405 with `Allow`, auth enforced.
-Set RTE_FUZZ_SEED to explore other inputs than CI's fixed seed.
+Set RTE_FUZZ_SEED to explore other inputs than CI's fixed seed, RTE_FUZZ_EXAMPLES for more per operation.
 """
 
 from __future__ import annotations
@@ -142,6 +142,7 @@ async def test_generated_requests_get_no_server_errors_and_match_the_documented_
             sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "run", f"{url}/openapi.json",
             "--report", "ndjson", "--report-ndjson-path", str(report), "--no-color",
             *(["--seed", os.environ["RTE_FUZZ_SEED"]] if os.environ.get("RTE_FUZZ_SEED") else []),
+            *(["--max-examples", os.environ["RTE_FUZZ_EXAMPLES"]] if os.environ.get("RTE_FUZZ_EXAMPLES") else []),
             env=os.environ | {"RTE_FUZZ_KEY": key}, cwd=tmp_path,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import attempt_log
 from activities.ai import handle_ai
 from activities.base import (
     BatchItemResult,
@@ -81,6 +82,7 @@ class StepActivities:
         self.payloads = payloads
         self.offload_bytes = offload_bytes
         self.policy = policy
+        attempt_log.install()  # one worker log line per expected failed attempt, not a traceback
 
     def activities(self) -> list[Any]:
         return [self.http, self.ai, self.script, self.python, self.batch]

@@ -11,15 +11,27 @@ execution's phase and every started step's phase, attempt and items done — e.g
 `5f0c2a9e-r-c.c3.s/40..w`. The same transitions always give the same ids, and the API keeps no
 per-client state: a client reconnecting with `Last-Event-ID` is sent exactly what changed since (a
 missed retry, the latest progress, the step that ended), whichever replica it reaches.
+
+A local activity's end reaches history only when the workflow task running it ends (perhaps many
+local steps later), and the state query waits for that task. The worker commits each attempt's
+metric row to the SQL store as the attempt ends, so `WorkerReports` announces such a step from that
+row: `step-complete` with the attempt's timing and `metrics.reported_by = "worker"`, but no `output`
+(history, the source of truth for state, has it: `/state` shows it once the task ends). Steps with a
+regular activity are left to history, whose record of them follows within milliseconds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workflows.state import ExecutionState, StepState
+from temporalio.api.enums.v1 import PendingWorkflowTaskState
+from temporalio.client import WorkflowExecutionDescription
+
+from rte.store.repositories import MetricRepository, MetricRow
+from workflows.state import ExecutionState, StepState, StepStatus
 
 EVENT_NAMES = (
     "execution-start",
@@ -304,3 +316,83 @@ def _execution_start(state: ExecutionState) -> dict[str, Any]:
             {"step": step.path, "step_id": step.id, "kind": step.kind} for step in state.steps.values()
         ],
     }
+
+
+# A workflow task open for longer than this is running local activities (it takes milliseconds
+# otherwise): the steps whose end the worker recorded meanwhile are announced from that record.
+LONG_TASK_S = 0.05
+_NOT_ENDED = frozenset({StepStatus.PENDING, StepStatus.RUNNING, StepStatus.RETRYING})
+
+
+class WorkerReports:
+    """The completed attempts the worker recorded for one execution, announced while history cannot
+    show them yet (`rte.watch.Overlay`).
+
+    A step is announced when the worker recorded its attempt as completed, history does not show it
+    ended, and the execution's workflow task has been open for `LONG_TASK_S` — which is where local
+    activities run. A regular activity's end is left to history: it follows within milliseconds,
+    output included, with no long-open task. Once announced, a step stays announced (until history
+    says how it ended), so the events a watch serves never go back.
+    """
+
+    def __init__(
+        self,
+        metrics: MetricRepository,
+        execution_id: str,
+        describe: Callable[[], Awaitable[WorkflowExecutionDescription]],
+    ) -> None:
+        self._metrics, self._execution_id, self._describe = metrics, execution_id, describe
+        self._after = 0
+        self._ended: dict[str, MetricRow] = {}  # step path → its latest completed attempt
+        self._announced: dict[str, MetricRow] = {}
+
+    async def refresh(self, state: ExecutionState) -> bool:
+        for row in await self._metrics.since(self._execution_id, self._after):
+            self._after = max(self._after, row.id)
+            if row.status == "completed" and row.item_index is None:  # items show as progress
+                self._ended[row.step_path] = row
+        waiting = {
+            path: row
+            for path, row in self._ended.items()
+            if self._announced.get(path) != row and _unreported(state, path, row)
+        }
+        if not waiting or not _task_open_since(await self._describe(), LONG_TASK_S):
+            return False
+        self._announced |= waiting
+        return True
+
+    def apply(self, state: ExecutionState) -> ExecutionState:
+        reported = {
+            path: _completed(state.steps[path], row)
+            for path, row in self._announced.items()
+            if _unreported(state, path, row)
+        }
+        if not reported:
+            return state
+        return state.model_copy(update={"steps": {**state.steps, **reported}})
+
+
+def _unreported(state: ExecutionState, path: str, row: MetricRow) -> bool:
+    """History does not show the end of this attempt of the step (of this run) yet."""
+    step = state.steps.get(path)
+    return step is not None and step.status in _NOT_ENDED and row.run_id in ("", state.run_id)
+
+
+def _completed(step: StepState, row: MetricRow) -> StepState:
+    return step.model_copy(
+        update={
+            "status": StepStatus.COMPLETED,
+            "started_at": step.started_at or row.started_at,
+            "ended_at": row.started_at + timedelta(milliseconds=row.duration_ms),
+            "attempts": max(step.attempts, row.attempt),
+            "metrics": {"attempt": row.attempt, "duration_ms": row.duration_ms, "reported_by": "worker"},
+        }
+    )
+
+
+def _task_open_since(description: WorkflowExecutionDescription, seconds: float) -> bool:
+    task = description.raw_description.pending_workflow_task
+    if task.state != PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED:
+        return False
+    opened = task.started_time.ToDatetime(tzinfo=UTC)
+    return (datetime.now(UTC) - opened).total_seconds() >= seconds

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from weakref import WeakKeyDictionary
 
 from temporalio.api.enums.v1 import EventType, TaskQueueType
@@ -30,7 +31,7 @@ from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExec
 from temporalio.service import RPCError
 
 from workflows.plan import ACTIVITY_KINDS
-from workflows.state import ErrorInfo, ExecutionState, StepStatus
+from workflows.state import ErrorInfo, ExecutionState, ExecutionStatus, StepStatus
 
 # Reads closer together than this are coalesced (a burst of workflow tasks becomes one read).
 MIN_INTERVAL_S = 0.02
@@ -39,6 +40,8 @@ QUERY_TIMEOUT = timedelta(seconds=10)
 RETRY_PROBE_S = (0.5, 1.0, 2.0, 4.0, 5.0)
 # A worker polls its task queue continuously; one not seen for this long is gone.
 POLLER_FRESH_S = 90
+# How often a watch with an overlay reads what the worker reported, while an activity step may run.
+OVERLAY_POLL_S = 0.05
 
 _STATE_EVENTS = frozenset(
     {
@@ -53,6 +56,8 @@ _STATE_EVENTS = frozenset(
     }
 )
 _ACTIVITY_KINDS = frozenset(kind.value for kind in ACTIVITY_KINDS)
+_UNFINISHED = frozenset({StepStatus.PENDING, StepStatus.RUNNING, StepStatus.RETRYING})
+log = logging.getLogger("rte.watch")
 
 
 class NoWorkerError(RuntimeError):
@@ -105,6 +110,13 @@ async def worker_available(client: Client, task_queue: str) -> bool:
     )
     fresh_after = datetime.now(UTC) - timedelta(seconds=POLLER_FRESH_S)
     return any(poller.last_access_time.ToDatetime(tzinfo=UTC) >= fresh_after for poller in response.pollers)
+
+
+def _activity_may_run(state: ExecutionState) -> bool:
+    """Whether an activity step may be running or about to (the overlay is worth refreshing)."""
+    return state.status in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING) and any(
+        step.kind in _ACTIVITY_KINDS and step.status in _UNFINISHED for step in state.steps.values()
+    )
 
 
 def _activity_in_flight(state: ExecutionState) -> bool:
@@ -168,14 +180,30 @@ async def execution_closed(handle: WorkflowHandle) -> bool:
     return description.status not in (None, WorkflowExecutionStatus.RUNNING)
 
 
+class Overlay(Protocol):
+    """What the worker reports before history shows it, laid over each state a `SharedWatch` serves
+    (api/sse.py: `WorkerReports`, steps whose attempt ended inside a still-open workflow task)."""
+
+    async def refresh(self, state: ExecutionState) -> bool:
+        """Read what is new, given the latest state from history; true when `apply` changed."""
+        ...
+
+    def apply(self, state: ExecutionState) -> ExecutionState:
+        """`state` with the reports laid over."""
+        ...
+
+
 class SharedWatch:
     """One `watch` of an execution, read by any number of readers; each gets the latest state.
 
     A slow reader skips intermediate states instead of queueing them: states are snapshots, and the
-    newest one says everything the older ones did.
+    newest one says everything the older ones did. With an `overlay`, it is refreshed every
+    `OVERLAY_POLL_S` while an activity step may be running, and laid over every state served.
     """
 
-    def __init__(self, client: Client, execution_id: str, run_id: str | None) -> None:
+    def __init__(
+        self, client: Client, execution_id: str, run_id: str | None, overlay: Overlay | None = None
+    ) -> None:
         self.client, self.execution_id, self.run_id = client, execution_id, run_id
         self.state: ExecutionState | None = None
         self.version = 0
@@ -185,20 +213,51 @@ class SharedWatch:
         self._memo: dict[Any, Any] = {}
         self._memo_version = 0
         self._condition = asyncio.Condition()
+        self._overlay = overlay
+        self._history: ExecutionState | None = None  # the latest state, as history tells it
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
+        refresher = asyncio.create_task(self._refresh()) if self._overlay is not None else None
         try:
             async for state in watch(self.client, self.execution_id, self.run_id):
-                self.state, self.version = state, self.version + 1
-                async with self._condition:
-                    self._condition.notify_all()
+                first, self._history = self._history is None, state
+                if first and self._overlay is not None:
+                    # A client resuming from an event the worker reported must find it in the state.
+                    await self._refresh_overlay(state)
+                await self._publish()
         except Exception as error:  # noqa: BLE001 - handed to every reader
             self.error = error
         finally:
+            if refresher is not None:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
             self.done = True
             async with self._condition:
                 self._condition.notify_all()
+
+    async def _publish(self) -> None:
+        assert self._history is not None
+        state = self._history if self._overlay is None else self._overlay.apply(self._history)
+        self.state, self.version = state, self.version + 1
+        async with self._condition:
+            self._condition.notify_all()
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(OVERLAY_POLL_S)
+            state = self._history
+            if state is not None and _activity_may_run(state) and await self._refresh_overlay(state):
+                await self._publish()
+
+    async def _refresh_overlay(self, state: ExecutionState) -> bool:
+        assert self._overlay is not None
+        try:
+            return await self._overlay.refresh(state)
+        except Exception as error:  # noqa: BLE001 - a report missed is only late: history follows
+            log.warning("could not read worker reports of %s: %s", self.execution_id, error)
+            return False
 
     async def states(self) -> AsyncIterator[tuple[int, ExecutionState]]:
         """(version, state): the latest state now and after each change; ends when the execution has closed."""
@@ -238,11 +297,18 @@ class WatchHub:
         return len(self._watches)
 
     @contextlib.asynccontextmanager
-    async def follow(self, execution_id: str, run_id: str | None = None) -> AsyncIterator[SharedWatch]:
+    async def follow(
+        self,
+        execution_id: str,
+        run_id: str | None = None,
+        overlay: Callable[[], Overlay] | None = None,
+    ) -> AsyncIterator[SharedWatch]:
+        """Share the execution's watch; `overlay` makes the overlay of a watch that starts here."""
         key = (execution_id, run_id)
         shared = self._watches.get(key)
         if shared is None:
-            shared = self._watches[key] = SharedWatch(self.client, execution_id, run_id)
+            made = overlay() if overlay is not None else None
+            shared = self._watches[key] = SharedWatch(self.client, execution_id, run_id, made)
         shared.readers += 1
         try:
             yield shared

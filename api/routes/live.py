@@ -11,6 +11,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
@@ -24,11 +25,12 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import visibility
-from api.deps import SettingsDep, TemporalClientDep, ViewerKey
+from api.deps import SettingsDep, StoreDep, TemporalClientDep, ViewerKey
 from api.errors import Problem, query_failed_problem, rpc_problem, stuck_problem
 from api.models import ExecutionFilter, ExecutionSummary
-from api.sse import EVENT_NAMES, Event, View, diff
+from api.sse import EVENT_NAMES, Event, View, WorkerReports, diff
 from rte import temporal as sa
+from rte.store import Store
 from rte.watch import NoWorkerError, hub_for, read_state, worker_available
 from workflows.state import ExecutionState
 
@@ -228,6 +230,7 @@ async def execution_state(
 async def execution_events(
     execution_id: str,
     client: TemporalClientDep,
+    store: StoreDep,
     _: ViewerKey,
     run_id: str | None = None,
     last_event_id: Annotated[str | None, Header(description="The id of the last event received")] = None,
@@ -242,16 +245,19 @@ async def execution_events(
         state = await _read(handle, description)
         if not diff(View.resume(cursor, state), state, _now(), _status_name(description)):
             return Response(status_code=204)  # EventSource stops reconnecting on a 204
-    return _sse_response(_execution_events(client, execution_id, run_id, cursor))
+    return _sse_response(_execution_events(client, store, execution_id, run_id, cursor))
 
 
 async def _execution_events(
-    client: Client, execution_id: str, run_id: str | None, cursor: str | None
+    client: Client, store: Store, execution_id: str, run_id: str | None, cursor: str | None
 ) -> AsyncIterator[ServerSentEvent]:
     view: View | None = None
     state: ExecutionState | None = None
+    # Steps the worker reports ended before history can show it (local activities): api/sse.py.
+    handle = client.get_workflow_handle(execution_id, run_id=run_id)
+    reports = partial(WorkerReports, store.metrics, execution_id, handle.describe)
     try:
-        async with hub_for(client).follow(execution_id, run_id) as shared:
+        async with hub_for(client).follow(execution_id, run_id, reports) as shared:
             async for version, state in shared.states():
                 view = view or View.resume(cursor, state)
                 # Clients of one execution mostly know the same: each diff is computed once per state.

@@ -305,6 +305,17 @@ class MetricRepository:
         async with self._sessions() as session:
             return [MetricRow.model_validate(row) for row in await session.scalars(stmt)]
 
+    async def since(self, execution_id: str, after_id: int = 0, limit: int = 1000) -> list[MetricRow]:
+        """The execution's attempts recorded after row `after_id`, oldest first (a live feed)."""
+        stmt = (
+            select(StepMetric)
+            .where(StepMetric.execution_id == execution_id, StepMetric.id > after_id)
+            .order_by(StepMetric.id)
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            return [MetricRow.model_validate(row) for row in await session.scalars(stmt)]
+
     async def summary(self, execution_id: str) -> MetricSummary:
         stmt = select(
             func.count(StepMetric.id),

@@ -52,7 +52,12 @@ async def start_execution(
     config = config or ExecutionConfig()
     params = await offload_params(params, payloads, offload_bytes)
     run_input = ExecutionInput(
-        plan=plan, params=params, trigger=trigger, config=config, step_task_queues=step_task_queues or {}
+        plan=plan,
+        params=params,
+        trigger=trigger,
+        config=config,
+        definition_version=definition_version,
+        step_task_queues=step_task_queues or {},
     )
     if (size := serialized_size(run_input.model_dump(mode="json", by_alias=True))) > MAX_START_INPUT_BYTES:
         # The plan itself travels in the start event: a definition with megabytes of constants.

@@ -18,6 +18,7 @@ from rte.executions import outcome, start_execution
 from rte.store import Store
 from rte.temporal import start_dev_server
 from tests.support.http_server import TestServer
+from tests.support.replay import replay_all
 from worker.main import build_worker
 from workflows.compiler import compile_source
 from workflows.plan import Plan
@@ -30,7 +31,13 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await start_dev_server()
     yield env
-    await env.shutdown()
+    try:
+        # Every history the session produced must replay against the current code.
+        replayed, failures = await replay_all(env.client)
+        print(f"\nreplay check: {replayed} histories replayed, {len(failures)} non-deterministic")
+        assert not failures, "histories that do not replay:\n" + "\n".join(failures[:20])
+    finally:
+        await env.shutdown()
 
 
 @pytest.fixture(scope="session")

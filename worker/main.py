@@ -13,6 +13,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.expression import ExpressionActivity
 from activities.outbound_policy import OutboundPolicy
 from activities.python_fn import load_modules
 from activities.runtime import StepActivities
@@ -83,7 +84,7 @@ def build_worker(
         offload_bytes=settings.payload_offload_bytes,
         policy=OutboundPolicy.from_settings(settings),
     )
-    activities = steps.activities()
+    activities = [*steps.activities(), ExpressionActivity(store.payloads, settings.payload_offload_bytes).evaluate]
     if kinds is not None:
         # A for_each of these kinds may arrive as one batch activity of their items.
         wanted = {*kinds, "batch"}

@@ -21,7 +21,8 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from rte import temporal as sa
     from rte.errors import EngineError, ErrorCategory
-    from workflows.expressions import check_program, evaluate, truthy
+    from workflows import expression_boundary
+    from workflows.expressions import Document, check_program, evaluate_program, program_fits_in_thread
     from workflows.plan import PlanStep
     from workflows.state import (
         AuditEntry,
@@ -96,7 +97,7 @@ class Debugger:
             return  # the usual case: no history events, no waiting
         while self.state.paused is not None:  # one pause at a time; the others wait their turn
             await workflow.wait_condition(lambda: self.state.paused is None)
-        reason, breakpoint_id = self._reason(here)
+        reason, breakpoint_id = await self._reason(here)
         if reason is None:
             return
         self._pause_requested, self._mode, self._run_to = False, None, None
@@ -123,7 +124,7 @@ class Debugger:
         self.current, self.state.paused, self.state.status = None, None, "running"
         self._upsert({sa.DEBUG_STATE: "running" if self.state.enabled else ""})
 
-    def _reason(self, here: Boundary) -> tuple[str | None, str | None]:
+    async def _reason(self, here: Boundary) -> tuple[str | None, str | None]:
         if self._pause_requested:
             return "pause", None
         if self._mode == "step_into":
@@ -135,12 +136,12 @@ class Debugger:
         if self._run_to is not None and here.when == "before" and self._run_to == here.step.path:
             return f"run_to {here.step.path}", None
         for breakpoint in self.state.breakpoints:
-            if self._hits(breakpoint, here):
+            if await self._hits(breakpoint, here):
                 breakpoint.hits += 1
                 return f"breakpoint {breakpoint.id}", breakpoint.id
         return None, None
 
-    def _hits(self, breakpoint: Breakpoint, here: Boundary) -> bool:
+    async def _hits(self, breakpoint: Breakpoint, here: Boundary) -> bool:
         if not breakpoint.enabled or breakpoint.when != here.when:
             return False
         if self.resolve(breakpoint.step) != here.step.path:
@@ -155,7 +156,7 @@ class Debugger:
         if breakpoint.condition is None:
             return True
         try:
-            return truthy(evaluate(breakpoint.condition, self.variables(here)))
+            return await expression_boundary.holds(breakpoint.condition, self.variables(here))
         except EngineError:
             return True  # a broken condition stops rather than silently never firing
 
@@ -266,10 +267,15 @@ class Debugger:
         return old
 
     def evaluate(self, expression: str) -> EvaluateResult:
+        """Evaluate in the query itself only what is provably cheap on the paused scope; anything
+        else is answered `outside=True` for the caller's guarded evaluator (see `debug_variables`)."""
         if self.current is None:
             return EvaluateResult(ok=False, error="the execution is not paused: nothing is in scope")
+        document = Document(self.variables(self.current))
+        if not program_fits_in_thread(expression, document):
+            return EvaluateResult(ok=False, outside=True, error="evaluate this expression outside the workflow")
         try:
-            return EvaluateResult(ok=True, value=bounded(evaluate(expression, self.variables(self.current))))
+            return EvaluateResult(ok=True, value=bounded(evaluate_program(expression, document)))
         except EngineError as error:
             return EvaluateResult(ok=False, error=error.message)
 

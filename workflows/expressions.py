@@ -21,9 +21,13 @@ null), so even a lexing difference could not reach the real builtin. `$__loc__` 
 reports the line of the expression itself (`{"file": "<top-level>", "line": 1}`), which is
 deterministic.
 
-Expressions must never hang or blow up a worker: programs that cannot loop or grow (`is_bounded`)
-are evaluated in-process, which costs microseconds; the others run in a guarded child process with a
-time and memory limit (`expression_guard`). Results are capped in size either way.
+Expressions must never hang or blow up a worker. This module only evaluates in-process
+(`evaluate_program`, `evaluate_template_in`) and says what may run where: a template *fits in the
+thread* (`fits_in_thread`) when every program is provably cheap (`is_cheap`: a linear-time subset)
+and its document is small and holds no claim-check reference. Where each evaluation actually runs is
+decided in one place, `workflows/expression_boundary.py`; everything that does not fit runs in the
+guarded evaluator (`activities/expression.py`: a child process with time and memory limits).
+Results are capped in size either way.
 """
 
 from __future__ import annotations
@@ -36,13 +40,16 @@ from functools import lru_cache
 from typing import Any, Literal
 
 import jq
+from pydantic import BaseModel, Field
 
+from rte.claim_check import REF_KEY
 from rte.errors import ExpressionError
-from workflows import expression_guard
 from workflows.jq_hints import jq_syntax_hint
 
 MAX_RESULT_BYTES = 1_000_000
-GUARDED_TIMEOUT_S = 1.0
+# The workflow thread evaluates a cheap program (`is_cheap`) only on a document (its data and
+# variables, as JSON) up to this size; anything larger is evaluated outside it.
+IN_THREAD_MAX_INPUT_BYTES = 32 * 1024
 
 # Builtins that read the clock, the environment, stdin, files or the module search path, write to
 # stderr, or stop jq: their result would differ on replay, or they reach outside the expression.
@@ -53,26 +60,6 @@ FORBIDDEN_BUILTINS = frozenset(
         "get_jq_origin", "get_prog_origin", "modulemeta", "import", "include", "$__prog_args",
     }
 )  # fmt: skip
-
-# Calls and keywords that can loop for ever, recurse, backtrack exponentially, take time quadratic in
-# their input, or build values much larger than their input.
-UNBOUNDED_CONSTRUCTS = frozenset(
-    {
-        "def", "recurse", "recurse_down", "repeat", "while", "until", "range", "limit", "skip",
-        "foreach", "reduce", "combinations", "walk", "getpath", "setpath", "pick", "paths",
-        "leaf_paths", "tostream", "fromstream", "truncate_stream", "transpose", "test", "match",
-        "capture", "scan", "split", "splits", "sub", "gsub", "implode", "pow", "fromjson",
-        "contains", "inside", "indices", "index", "rindex", "IN",
-    }
-)  # fmt: skip
-# Operators that do the same: string repetition, recursive descent, and assignments (which pad
-# arrays up to any index: `.[1e9] = 1`).
-_UNBOUNDED_SYMBOLS = frozenset({"*", "..", "=", "|=", "+=", "-=", "*=", "/=", "%=", "//="})
-# Calls and formats whose output may be several times the size of their input (escaping).
-_GROWING_CALLS = frozenset({"tojson", "tostring", "explode", "format", "ascii"})
-# A program may copy its input a few times (`,`, `+`, variables, interpolation, iteration) and still
-# be evaluated in-process; copies multiply through pipes, so beyond this budget it runs guarded.
-_MAX_COPIES = 6
 
 _TEMPLATE = re.compile(r"\$\{")
 
@@ -494,30 +481,89 @@ _JQ_KEYWORDS = frozenset(
 )  # fmt: skip
 
 
-@lru_cache(maxsize=8192)
-def is_bounded(program: str) -> bool:
-    """True when the program cannot loop, recurse or grow far beyond the size of its input.
+# Builtins and keywords whose cost is linear (or n·log n) in the size of their input and whose output
+# is at most a small multiple of it. Everything else — loops, recursion, regexes, paths, assignment,
+# string search, ranges — is not provably cheap and is evaluated outside the workflow thread.
+CHEAP_CALLS = frozenset(
+    {
+        # keywords and literals
+        "if", "then", "elif", "else", "end", "and", "or", "as", "try", "catch", "true", "false",
+        "null", "not", "__loc__",
+        # type tests and selection
+        "type", "length", "utf8bytelength", "select", "empty", "error", "values", "nulls",
+        "booleans", "numbers", "strings", "arrays", "objects", "iterables", "scalars",
+        "isnan", "isinfinite", "isnormal", "infinite", "nan", "isvalid", "isempty",
+        # objects and arrays
+        "keys", "keys_unsorted", "has", "in", "to_entries", "from_entries", "add", "any", "all",
+        "first", "last", "reverse", "sort", "unique", "min", "max", "flatten", "tojson",
+        "toarray", "join",
+        # strings and numbers
+        "tostring", "tonumber", "ascii_downcase", "ascii_upcase", "ltrimstr", "rtrimstr",
+        "startswith", "endswith", "trim", "ltrim", "rtrim", "explode",
+        "floor", "ceil", "round", "fabs", "sqrt", "abs", "log", "log2", "log10", "exp", "exp2",
+        "exp10", "significand", "trunc",
+        # dates (pure: they never read the clock)
+        "todate", "fromdate", "todateiso8601", "fromdateiso8601", "dateadd", "datesub", "date",
+        "mktime", "gmtime", "strftime", "strptime",
+    }
+)  # fmt: skip
+# Calls that apply their argument to every element: one of them (or one `[]`) per program is linear;
+# two can multiply (a cartesian product), so such a program runs outside the workflow thread.
+_ITERATING_CALLS = frozenset(
+    {"map", "map_values", "with_entries", "sort_by", "group_by", "unique_by", "min_by", "max_by"}
+)
+# Calls and formats whose output may be several times the size of their input (escaping).
+_GROWING_CALLS = frozenset({"tojson", "tostring", "explode"})
+_CHEAP_SYMBOLS = frozenset(
+    {"*", ".", "[", "]", "{", "}", "(", ")", ",", "|", ":", "?", "==", "!=", "<", "<=", ">", ">=", "//",
+     "?//", "+", "/", "%", "\\(", "-", "$"}
+)  # fmt: skip
+# A program may copy its input a few times (`,`, `+`, variables, interpolation, iteration) and still
+# be evaluated in the workflow thread; copies multiply through pipes, so beyond this it runs outside.
+_MAX_COPIES = 6
+# `x * n` with a number literal n up to this is cheap: at worst a string repeated n times.
+_MAX_REPEAT = 4
 
-    Conservative: no loops, recursion, regexes, path building or repetition, and few copies of the
-    input (`,`, `+`, variables, interpolations, at most one `[]` iteration, escaping) — copies multiply
-    through pipes and cartesian products, so a program with more of them is evaluated guarded.
+
+@lru_cache(maxsize=8192)
+def is_cheap(program: str) -> bool:
+    """True when the program provably runs in time linear in its input and yields at most a small
+    multiple of it: only cheap builtins (`CHEAP_CALLS`), at most one iteration, a few copies, and no
+    array subtraction (`-` between two non-numbers is quadratic in jq) or repetition (`*`).
+
+    Only such programs, on inputs under a size cap, are evaluated in the workflow thread.
     """
     tokens = scan(program).tokens
     copies = 0
     iterations = 0
     for position, token in enumerate(tokens):
-        if token.kind == "call" and token.text in UNBOUNDED_CONSTRUCTS:
-            return False
-        if token.kind == "symbol" and token.text in _UNBOUNDED_SYMBOLS:
-            return False
-        if token.kind == "format" or (token.kind == "call" and token.text in _GROWING_CALLS):
+        if token.kind == "call":
+            if token.text in _ITERATING_CALLS:
+                iterations += 1
+                copies += 3
+                continue
+            if token.text not in CHEAP_CALLS:
+                return False
+            if token.text in _GROWING_CALLS:
+                copies += 3
+        elif token.kind == "format":
             copies += 3
-        elif token.kind == "symbol" and token.text == "[" and _iterates(tokens, position):
-            copies += 3
-            iterations += 1
-        elif (token.kind == "variable" and token.text != "$__loc__") or (
-            token.kind == "symbol" and token.text in (",", "+", "\\(")
-        ):
+        elif token.kind == "symbol":
+            if token.text not in _CHEAP_SYMBOLS:
+                return False
+            if token.text == "-" and not _next_to_number(tokens, position):
+                return False
+            if token.text == "*":
+                factor = _number_beside(tokens, position)
+                if factor is None or not 0 <= factor <= _MAX_REPEAT:
+                    return False  # `"x" * n` repeats a string n times
+                copies += int(factor)
+            if token.text == "[" and _iterates(tokens, position):
+                copies += 3
+                iterations += 1
+            elif token.text in (",", "+", "\\("):
+                copies += 1
+        elif token.kind == "variable" and token.text != "$__loc__":
             copies += 1
     return copies <= _MAX_COPIES and iterations <= 1
 
@@ -526,6 +572,26 @@ def _iterates(tokens: tuple[Token, ...], position: int) -> bool:
     """`[` `]` right after a term: `.items[]`."""
     following = tokens[position + 1] if position + 1 < len(tokens) else None
     return bool(position and following and following.text == "]" and _ends_term(tokens, position - 1))
+
+
+def _number_beside(tokens: tuple[Token, ...], position: int) -> float | None:
+    """The number literal on either side of a binary operator, if there is one."""
+    for neighbour in (position - 1, position + 1):
+        if 0 <= neighbour < len(tokens) and tokens[neighbour].kind == "number":
+            return float(tokens[neighbour].text)
+    return None
+
+
+def _next_to_number(tokens: tuple[Token, ...], position: int) -> bool:
+    """`x - 1`, `1 - x`, `-1`: subtraction with a number literal cannot be array subtraction."""
+    before = tokens[position - 1] if position else None
+    after = tokens[position + 1] if position + 1 < len(tokens) else None
+    return bool(
+        (after is not None and after.kind == "number")
+        or (before is not None and before.kind == "number")
+        or before is None
+        or (before.kind == "symbol" and before.text in ("(", "[", ",", "|", ":"))
+    )
 
 
 # Evaluation --------------------------------------------------------------------------------------
@@ -564,61 +630,156 @@ def _compiled(program: str, variables: tuple[str, ...]) -> Any:
 
 @lru_cache(maxsize=4096)
 def _refusal(program: str) -> str | None:
-    """Why `evaluate` refuses a program before running it, or None. Cached: paid once per text."""
+    """Why a program is refused before it runs, or None. Cached: paid once per text."""
     forbidden = forbidden_names(program)
     if forbidden:
         return _forbidden_problem(forbidden[0]).message
     return None
 
 
-def evaluate(program: str, data: Any, variables: Mapping[str, Any] | None = None) -> Any:
-    """The first value the program yields (None when it yields nothing).
+# What a claim-checked value looks like inside a document (`rte/claim_check.py`): a document that
+# holds one must be resolved from the store first, which only happens outside the workflow thread.
+REFERENCE_MARKER = json.dumps(REF_KEY)
 
-    Refuses programs that use a forbidden builtin; runs bounded programs in-process and the others
-    in the guarded child (time and memory limits); refuses results over `MAX_RESULT_BYTES`.
-    """
+
+class Document:
+    """The data programs read, with named variables bound; serialised once as jq's input text."""
+
+    def __init__(self, data: Any, variables: Mapping[str, Any] | None = None) -> None:
+        self.names = tuple(sorted(variables or {}))
+        self.value = [dict(variables or {}), data] if self.names else data
+        self._text: str | None = None
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = json.dumps(self.value, separators=(",", ":"))
+        return self._text
+
+
+def fits_in_thread(template: Any, document: Document) -> bool:
+    """Whether a template may be evaluated in the workflow thread: every program in it is provably
+    cheap (`is_cheap`), and the document is small and holds no claim-check reference. A program with
+    a forbidden builtin, or a malformed template, fits: it is refused at once either way."""
+    try:
+        programs = [program for _, program in iter_programs(template)]
+    except ExpressionError:
+        return True
+    names = document.names
+    return all(_program_fits(program, names) for program in programs) and (
+        not programs or _document_fits(document)
+    )
+
+
+def program_fits_in_thread(program: str, document: Document) -> bool:
+    """`fits_in_thread` for one bare program."""
+    return _program_fits(program, document.names) and _document_fits(document)
+
+
+def _program_fits(program: str, names: tuple[str, ...]) -> bool:
+    """Cheap, or refused at once (a forbidden builtin, invalid jq)."""
+    return _refusal(program) is not None or is_cheap(program) or not _compiles(program, names)
+
+
+def _compiles(program: str, names: tuple[str, ...]) -> bool:
+    try:
+        _compiled(program, names)
+    except ValueError:
+        return False
+    return True
+
+
+def _document_fits(document: Document) -> bool:
+    return len(document.text) <= IN_THREAD_MAX_INPUT_BYTES and REFERENCE_MARKER not in document.text
+
+
+def evaluate_program(program: str, document: Document, max_result_bytes: int = MAX_RESULT_BYTES) -> Any:
+    """The first value the program yields (None when it yields nothing), evaluated in this process
+    with no cost check: callers decide where this may run (`fits_in_thread`, the guarded child)."""
     refusal = _refusal(program)
     if refusal is not None:
         raise ExpressionError(f"{refusal} in ${{ {program} }}", expression=program)
-    names = tuple(sorted(variables or {}))
-    document = [dict(variables or {}), data] if names else data
     try:
-        compiled = _compiled(program, names)  # also reports syntax errors without the child
-        if is_bounded(program):
-            text = compiled.input_value(document).text()
-        else:
-            text = expression_guard.evaluate(_prefix(names) + program, document, GUARDED_TIMEOUT_S)
+        text = _compiled(program, document.names).input_text(document.text).text()
     except ValueError as error:
-        message = _jq_message(error, len(_prefix(names)))
+        message = _jq_message(error, len(_prefix(document.names)))
         raise ExpressionError(f"{message} in ${{ {program} }}", expression=program) from None
-    except expression_guard.GuardError as error:
-        raise ExpressionError(f"{error} in ${{ {program} }}", expression=program) from None
-    if len(text) > MAX_RESULT_BYTES:
+    if len(text) > max_result_bytes:
         raise ExpressionError(
-            f"result is {len(text):,} bytes, over the {MAX_RESULT_BYTES:,}-byte limit in ${{ {program} }}",
+            f"result is {len(text):,} bytes, over the {max_result_bytes:,}-byte limit in ${{ {program} }}",
             expression=program,
         )
     first = text.split("\n", 1)[0] if text else ""
     return json.loads(first) if first else None
 
 
-def evaluate_template(template: Any, data: Any, variables: Mapping[str, Any] | None = None) -> Any:
-    """Resolve every `${ }` inside a template; literals come back unchanged."""
+def evaluate_template_in(template: Any, document: Document, max_result_bytes: int = MAX_RESULT_BYTES) -> Any:
+    """Resolve every `${ }` inside a template against one document; literals come back unchanged."""
     if isinstance(template, str):
         parts = split_template(template)
         if parts is None:
             return template
         if len(parts) == 1 and parts[0].is_expression:
-            return evaluate(parts[0].text, data, variables)
+            return evaluate_program(parts[0].text, document, max_result_bytes)
         return "".join(
-            _as_text(evaluate(part.text, data, variables)) if part.is_expression else part.text
+            _as_text(evaluate_program(part.text, document, max_result_bytes)) if part.is_expression else part.text
             for part in parts
         )
     if isinstance(template, Mapping):
-        return {key: evaluate_template(value, data, variables) for key, value in template.items()}
+        return {key: evaluate_template_in(value, document, max_result_bytes) for key, value in template.items()}
     if isinstance(template, list | tuple):
-        return [evaluate_template(value, data, variables) for value in template]
+        return [evaluate_template_in(value, document, max_result_bytes) for value in template]
     return template
+
+
+def evaluate(program: str, data: Any, variables: Mapping[str, Any] | None = None) -> Any:
+    """A cheap program on a small document, evaluated here and now; anything else is refused.
+
+    For callers that hold a small, trusted document (tests, the compiler). Code that may meet any
+    program or any data goes through the workflow boundary (`workflows/expression_boundary.py`) or
+    the guarded evaluator (`activities/expression.py`).
+    """
+    document = Document(data, variables)
+    if not program_fits_in_thread(program, document):
+        raise _too_costly(program)
+    return evaluate_program(program, document)
+
+
+def evaluate_template(template: Any, data: Any, variables: Mapping[str, Any] | None = None) -> Any:
+    """`evaluate` for every `${ }` of a template."""
+    document = Document(data, variables)
+    if not fits_in_thread(template, document):
+        costly = next((p for _, p in iter_programs(template) if not _program_fits(p, document.names)), None)
+        raise _too_costly(costly or "the template")
+    return evaluate_template_in(template, document)
+
+
+def _too_costly(program: str) -> ExpressionError:
+    return ExpressionError(
+        f"${{ {program} }} is not provably cheap on this input, so it is not evaluated in-process "
+        "(the guarded evaluator runs it)",
+        expression=program,
+    )
+
+
+class ExpressionRequest(BaseModel):
+    """A template (or one bare program) to evaluate outside the workflow thread."""
+
+    template: Any = None
+    program: str | None = None  # when set, evaluated as one program (its text may hold braces)
+    data: Any = None
+    variables: dict[str, Any] | None = None
+    # Where the result is stored by reference when large (the worker's activity), it may be larger.
+    max_result_bytes: int = MAX_RESULT_BYTES
+
+
+class ExpressionOutcome(BaseModel):
+    """What the guarded evaluator answers: a value, or an expression error's message and details."""
+
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 def truthy(value: Any) -> bool:

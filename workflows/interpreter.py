@@ -1,6 +1,6 @@
 """The one generic Temporal workflow that runs any plan.
 
-`RunPlan` is thin: it builds a `Run` (workflows/execution.py), runs the plan — a native DAG with
+`RunPlan` is thin: it builds a `Run` (workflows/run/), runs the plan — a native DAG with
 `Run.run_block`, a Serverless Workflow plan with `Flow` (workflows/swf/flow.py) — and answers the
 `state` and `trail` queries and the approval update. A failed execution fails the
 workflow with an `ApplicationError` whose type is the error category, so it reads well in the
@@ -17,8 +17,8 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from rte.errors import EngineError, ErrorCategory
     from workflows.debugger import rejected
-    from workflows.execution import Run, StepFailed, approval_key
-    from workflows.expressions import evaluate_template
+    from workflows.expression_boundary import evaluate_template
+    from workflows.run import Run, StepFailed, approval_key
     from workflows.state import (
         ApprovalDecision,
         BreakpointChange,
@@ -55,7 +55,7 @@ class RunPlan:
                 output = await Flow(run).run_workflow()
             else:
                 await run.run_block(run.plan.root)
-                output = self._outputs(run)
+                output = await self._outputs(run)
         except StepFailed as failure:
             self._finish(run, ExecutionStatus.FAILED, error=failure.error)
             raise ApplicationError(
@@ -67,7 +67,7 @@ class RunPlan:
         self._finish(run, ExecutionStatus.COMPLETED, output=output)
         return output
 
-    def _outputs(self, run: Run) -> Any:
+    async def _outputs(self, run: Run) -> Any:
         completed = {
             path: state for path, state in run.state.steps.items() if state.status == StepStatus.COMPLETED
         }
@@ -76,9 +76,12 @@ class RunPlan:
             for state in run.state.steps.values()
         }
         if run.plan.outputs is None:
-            return {state.id: run.results.get(state.id) for state in completed.values()}
+            # Through the boundary: when large, the outputs come back stored by reference.
+            return await evaluate_template(
+                "${ . }", {state.id: run.results.get(state.id) for state in completed.values()}
+            )
         try:
-            return evaluate_template(run.plan.outputs, {"inputs": run.params, "steps": steps})
+            return await evaluate_template(run.plan.outputs, {"inputs": run.params, "steps": steps})
         except EngineError as error:
             raise StepFailed(
                 ErrorInfo(
@@ -125,10 +128,17 @@ class RunPlan:
     @decide_approval.validator
     def _validate_approval(self, decision: ApprovalDecision) -> None:
         key = self._approval_key(decision)
-        if key not in self._run.waiting_approvals:
+        request = self._run.waiting_approvals.get(key)
+        if request is None:
             waiting = ", ".join(sorted(self._run.waiting_approvals)) or "none"
             raise ApplicationError(
                 f"step '{decision.step}' is not waiting for approval (waiting: {waiting})",
+                type=ErrorCategory.VALIDATION.value,
+            )
+        if request.approvers and decision.by not in request.approvers:
+            raise ApplicationError(
+                f"'{decision.by}' may not decide step '{decision.step}': its approvers are "
+                f"{', '.join(request.approvers)}",
                 type=ErrorCategory.VALIDATION.value,
             )
 
@@ -167,8 +177,16 @@ class RunPlan:
 
     @workflow.query(name="debug_evaluate")
     def debug_evaluate(self, request: EvaluateRequest) -> EvaluateResult:
-        """A jq expression over the paused scope; bounded in time and size by `evaluate`."""
+        """A jq expression over the paused scope, when it is provably cheap on it; otherwise the
+        answer says so and the caller evaluates it in its guarded evaluator over `debug_variables`
+        (a query must not wait on anything, nor run a costly program in the workflow thread)."""
         return self._run.debugger.evaluate(request.expression)
+
+    @workflow.query(name="debug_variables")
+    def debug_variables(self) -> dict[str, Any]:
+        """Every variable in scope at the pause, whole (what `evaluate` runs over)."""
+        current = self._run.debugger.current
+        return {} if current is None else self._run.debugger.variables(current)
 
     @workflow.query(name="debug_scope")
     def debug_scope(self) -> dict[str, Any]:

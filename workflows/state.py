@@ -28,6 +28,18 @@ class ExecutionConfig(BaseModel):
     breakpoints: list[Breakpoint] = Field(
         default_factory=list, description="Initial breakpoints (debug mode)."
     )
+    max_transitions: int = Field(
+        10_000,
+        ge=10,
+        le=10_000,
+        description="`then` jumps can loop: a task list that makes this many transitions stops with an error.",
+    )
+    slice_items: int = Field(
+        1000,
+        ge=10,
+        le=1000,
+        description="A for_each over more items than this runs them in child workflows of this many each.",
+    )
 
 
 class Breakpoint(BaseModel):
@@ -73,6 +85,12 @@ class ExecutionInput(BaseModel):
     config: ExecutionConfig = Field(default_factory=ExecutionConfig)
     slice: ForEachSlice | None = None
     resume: ResumeSpec | None = None
+    # The stored definition's version (what the API and the CLI show); the plan's own `version` is
+    # only the compiled document's, so this one wins when given.
+    definition_version: str | None = None
+    # Step kind → task queue for its activities (e.g. `script` on sandbox workers); others use the
+    # execution's own task queue.
+    step_task_queues: dict[str, str] = Field(default_factory=dict)
 
 
 class StepStatus(StrEnum):
@@ -272,6 +290,9 @@ class EvaluateResult(BaseModel):
     ok: bool
     value: Any = None
     error: str | None = None
+    # The program is not provably cheap on the paused scope: the workflow did not run it; the caller
+    # evaluates it in its guarded evaluator over the `debug_variables` query.
+    outside: bool = False
 
 
 def bounded(value: Any, limit: int = MAX_STATE_VALUE_BYTES) -> Any:

@@ -41,13 +41,12 @@ from api.routes.executions import (
     _require_worker,
     send_update,
 )
+from rte.debug_evaluation import evaluate_at_pause
 from rte.recovery import RecoveryError, recorded_steps
 from workflows.state import (
     Breakpoint,
     BreakpointChange,
     DebugCommand,
-    EvaluateRequest,
-    EvaluateResult,
     ExecutionState,
     VariableEdit,
 )
@@ -140,10 +139,11 @@ async def evaluate(
     execution_id: ExecutionId, body: EvaluateIn, client: TemporalClientDep, _: OperatorKey
 ) -> EvaluateOut:
     """Evaluate a jq expression against the paused scope (bounded in time and size)."""
-    result = await query(
-        client, execution_id, "debug_evaluate", EvaluateRequest(expression=body.expression), EvaluateResult
+    result = await evaluate_at_pause(
+        lambda name, argument, result_type: query(client, execution_id, name, argument, result_type),
+        body.expression,
     )
-    return EvaluateOut(**result.model_dump())
+    return EvaluateOut(ok=result.ok, value=result.value, error=result.error)
 
 
 @router.get("/replay", response_model=ReplayOut)

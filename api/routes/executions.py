@@ -41,6 +41,7 @@ from temporalio.client import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.base import StepRequest, StepResult
+from activities.expression import evaluate_guarded
 from api import visibility
 from api.bulk import bulk_targets, run_bulk
 from api.critical_path import actual_critical_path
@@ -76,10 +77,9 @@ from rte.claim_check import (
     serialized_size,
 )
 from rte.config import Settings
-from rte.errors import EngineError
 from rte.executions import start_execution
 from rte.store.api_keys import ApiKeyInfo
-from workflows.expressions import evaluate, evaluate_template
+from workflows.expressions import ExpressionRequest
 from workflows.plan import ACTIVITY_KINDS, Plan, PlanStep, StepKind
 from workflows.state import ApprovalDecision, ExecutionInput, ExecutionState, StepState
 
@@ -775,13 +775,20 @@ class _Payloads:
             )
             steps[read] = {"output": output, "status": status_value}
         scope = {"inputs": self.run_input.params, "steps": steps}
-        try:
-            if step.kind == StepKind.SET:
-                return True, evaluate_template(step.with_, scope)
-            data = evaluate_template(step.with_["input"], scope) if "input" in step.with_ else scope
-            return True, evaluate(str(step.with_.get("jq", ".")), data)
-        except EngineError:
-            return False, None
+        # Evaluated in the guarded evaluator: the API never runs a user's program unbounded.
+        if step.kind == StepKind.SET:
+            return await _guarded(ExpressionRequest(template=step.with_, data=scope))
+        data: Any = scope
+        if "input" in step.with_:
+            ok, data = await _guarded(ExpressionRequest(template=step.with_["input"], data=scope))
+            if not ok:
+                return False, None
+        return await _guarded(ExpressionRequest(program=str(step.with_.get("jq", ".")), data=data))
+
+
+async def _guarded(request: ExpressionRequest) -> tuple[bool, Any]:
+    outcome = await evaluate_guarded(request)
+    return outcome.ok, outcome.value if outcome.ok else None
 
 
 async def _decide(

@@ -224,6 +224,7 @@ async def _action(
             debug=config.debug,
         ),
         step_task_queues=step_task_queues,
+        definition_version=row.version,
     )
     attributes = execution_search_attributes(plan, "schedule", row.version)
     action = ScheduleActionStartWorkflow(

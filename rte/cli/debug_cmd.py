@@ -15,14 +15,13 @@ from pydantic import BaseModel
 from temporalio.client import RPCError, WorkflowQueryFailedError, WorkflowUpdateFailedError
 
 from rte.cli._common import err_console, fail, run_async, settings_from
+from rte.debug_evaluation import evaluate_at_pause
 from rte.recovery import RecoveryError, recorded_steps
 from rte.temporal import connect
 from workflows.state import (
     Breakpoint,
     BreakpointChange,
     DebugCommand,
-    EvaluateRequest,
-    EvaluateResult,
     ExecutionState,
     VariableEdit,
 )
@@ -154,8 +153,11 @@ def evaluate(
     """Evaluate a jq expression against the paused scope (bounded in time and size)."""
 
     async def show() -> int:
-        result = await _query(
-            execution, "debug_evaluate", EvaluateRequest(expression=expression), result_type=EvaluateResult
+        result = await evaluate_at_pause(
+            lambda name, argument, result_type: _query(
+                execution, name, *([argument] if argument is not None else []), result_type=result_type
+            ),
+            expression,
         )
         if not result.ok:
             fail(result.error or "evaluation failed", code=1)

@@ -1,7 +1,7 @@
 """How a Serverless Workflow plan runs: task lists in order with `then` jumps, the spec's data flow
 around every task, and one small handler per step kind.
 
-`Flow` drives a `Run` (workflows/execution.py) and reuses its machinery — step states, activities,
+`Flow` drives a `Run` (workflows/run/) and reuses its machinery — step states, activities,
 search attributes, checkpoints — so an execution is watched the same way whatever its front end.
 Every task goes through one pipeline, `run_task`:
 
@@ -35,16 +35,15 @@ with workflow.unsafe.imports_passed_through():
     from rte import temporal as sa
     from rte.errors import EngineError
     from workflows.durations import parse_duration
-    from workflows.execution import Run, StepFailed, checkpoint
-    from workflows.expressions import evaluate_template, truthy
+    from workflows.expression_boundary import evaluate_template
+    from workflows.expressions import truthy
     from workflows.plan import ACTIVITY_KINDS, CatchSpec, Plan, PlanBlock, PlanStep, RetrySpec, StepKind
+    from workflows.run import Run, StepFailed, checkpoint
     from workflows.state import ErrorInfo, ExecutionInput, ItemsProgress, StepState, StepStatus, bounded
     from workflows.swf import http
     from workflows.swf.errors import engine_error, matches_filter, problem_of, raised, with_problem
     from workflows.swf.expressions import ARGUMENTS
 
-# `then` jumps can loop; a block that makes this many transitions is stopped with a clear error.
-MAX_TRANSITIONS = 10_000
 # Pure tasks all run in one workflow activation; a long run of them (a big `for` of `set` tasks)
 # would trip the SDK's deadlock detector, so every this many tasks a checkpoint timer ends the
 # activation. Counted, not timed: the decision must replay identically.
@@ -80,17 +79,17 @@ class Flow:
     async def run_workflow(self) -> Any:
         data: Any = self.run.params
         if self.plan.input_from is not None:
-            data = self._workflow_expression(self.plan.input_from, data, "/input/from")
+            data = await self._workflow_expression(self.plan.input_from, data, "/input/from")
         output, _ = await self.run_block(self.plan.root, data, {})
         if self.plan.outputs is not None:
-            output = self._workflow_expression(self.plan.outputs, output, "/output/as")
+            output = await self._workflow_expression(self.plan.outputs, output, "/output/as")
         if self.plan.output_schema:
             self.validate(self.plan.output_schema, output, "the workflow's output", "/output/schema")
         return output
 
-    def _workflow_expression(self, template: Any, data: Any, instance: str) -> Any:
+    async def _workflow_expression(self, template: Any, data: Any, instance: str) -> Any:
         try:
-            return self.evaluate(template, data, None)
+            return await self.evaluate(template, data, None)
         except StepFailed as failure:
             raise StepFailed(with_problem(failure.error, instance)) from None
 
@@ -100,15 +99,16 @@ class Flow:
         """Run a task list from its first task, following `then`; (last output, `continue` or `end`)."""
         position = {step.id: index for index, step in enumerate(block.steps)}
         index, transitions, output = 0, 0, data
+        limit = self.run.input.config.max_transitions
         while index < len(block.steps):
             transitions += 1
-            if transitions > MAX_TRANSITIONS:
+            if transitions > limit:
                 where = block.steps[index].path.rsplit("/", 2)[0]
                 raise StepFailed(
                     with_problem(
                         engine_error(
                             "runtime",
-                            f"the tasks of /{where} made {MAX_TRANSITIONS:,} transitions: "
+                            f"the tasks of /{where} made {limit:,} transitions: "
                             "`then` jumps loop without an exit",
                         ),
                         "/" + where,
@@ -129,8 +129,8 @@ class Flow:
         try:
             self.validate(step.schemas.get("input"), raw_input, "the task's input", "/" + step.path)
             if step.input_from is not None:
-                task.input = self.evaluate(step.input_from, raw_input, task)
-            if step.if_ and not self.holds(step.if_, task.input, task):
+                task.input = await self.evaluate(step.input_from, raw_input, task)
+            if step.if_ and not await self.holds(step.if_, task.input, task):
                 state.status, state.skipped_reason = StepStatus.SKIPPED, "its condition is false"
                 state.ended_at = workflow.now()
                 return raw_input, "continue"
@@ -142,11 +142,11 @@ class Flow:
             task.raw_output = await self._execute(task)
             output = task.raw_output
             if step.output_as is not None:
-                output = self.evaluate(step.output_as, task.raw_output, task)
+                output = await self.evaluate(step.output_as, task.raw_output, task)
             self.validate(step.schemas.get("output"), output, "the task's output", "/" + step.path)
             if step.export_as is not None:
                 task.output = output
-                self.context = self.evaluate(step.export_as, output, task)
+                self.context = await self.evaluate(step.export_as, output, task)
                 self.validate(
                     step.schemas.get("export"), self.context, "the exported context", "/" + step.path
                 )
@@ -216,7 +216,7 @@ class Flow:
 
     # expressions and schemas -------------------------------------------------------------------
 
-    def evaluate(
+    async def evaluate(
         self, template: Any, data: Any, task: TaskRun | None, variables: dict[str, Any] | None = None
     ) -> Any:
         """A template against `data`, with the runtime arguments it names."""
@@ -226,17 +226,17 @@ class Flow:
             name: self._argument(name, task, scope) for name in names if name in ARGUMENTS or name in scope
         }
         try:
-            return evaluate_template(template, data, values)
+            return await evaluate_template(template, data, values)
         except EngineError as error:
             raise StepFailed(
                 ErrorInfo(category=error.category, message=error.message, details=error.details)
             ) from None
 
-    def holds(
+    async def holds(
         self, condition: str, data: Any, task: TaskRun, variables: dict[str, Any] | None = None
     ) -> bool:
         """A jq condition (`if`, `when`, `while`…) is true for `data` (jq truthiness)."""
-        return truthy(self.evaluate("${ " + condition + " }", data, task, variables))
+        return truthy(await self.evaluate("${ " + condition + " }", data, task, variables))
 
     def _argument(self, name: str, task: TaskRun | None, scope: dict[str, Any]) -> Any:
         if name in scope:
@@ -293,16 +293,16 @@ class Flow:
         state.metrics = result.metrics
         return result.output
 
-    def catches(
+    async def catches(
         self, catch: CatchSpec, problem: dict[str, Any], task: TaskRun, scope: dict[str, Any]
     ) -> bool:
         if not matches_filter(problem, catch.errors):
             return False
-        if catch.when and not self.holds(catch.when, problem, task, scope):
+        if catch.when and not await self.holds(catch.when, problem, task, scope):
             return False
-        return not (catch.except_when and self.holds(catch.except_when, problem, task, scope))
+        return not (catch.except_when and await self.holds(catch.except_when, problem, task, scope))
 
-    def retry_delay(
+    async def retry_delay(
         self,
         retry: RetrySpec,
         attempt: int,
@@ -314,9 +314,9 @@ class Flow:
         """Seconds to wait before attempt `attempt + 1`, or None when the policy gives up."""
         if attempt >= retry.max_attempts:
             return None
-        if retry.when and not self.holds(retry.when, problem, task, scope):
+        if retry.when and not await self.holds(retry.when, problem, task, scope):
             return None
-        if retry.except_when and self.holds(retry.except_when, problem, task, scope):
+        if retry.except_when and await self.holds(retry.except_when, problem, task, scope):
             return None
         if retry.linear:
             delay = retry.initial_interval_s * attempt
@@ -337,12 +337,12 @@ Handler = Callable[[Flow, TaskRun], Awaitable[Any]]
 
 
 async def _set(flow: Flow, task: TaskRun) -> Any:
-    return flow.evaluate(task.step.with_["set"], task.input, task)
+    return await flow.evaluate(task.step.with_["set"], task.input, task)
 
 
 async def _switch(flow: Flow, task: TaskRun) -> Any:
     for case in task.step.cases:
-        if case.when is None or flow.holds(case.when, task.input, task):
+        if case.when is None or await flow.holds(case.when, task.input, task):
             task.then = case.then
             return task.input
     return task.input  # no case matched: the task's own `then` applies
@@ -351,17 +351,15 @@ async def _switch(flow: Flow, task: TaskRun) -> Any:
 async def _raise(flow: Flow, task: TaskRun) -> Any:
     spec = task.step.error
     assert spec is not None
-    problem = {
-        key: flow.evaluate(value, task.input, task)
-        for key, value in spec.model_dump().items()
-        if value is not None
-    }
+    problem = await flow.evaluate(
+        {key: value for key, value in spec.model_dump().items() if value is not None}, task.input, task
+    )
     problem.setdefault("instance", "/" + task.step.path)
     raise StepFailed(raised(problem, task.step.path))
 
 
 async def _wait(flow: Flow, task: TaskRun) -> Any:
-    duration = flow.evaluate(task.step.with_["duration"], task.input, task)
+    duration = await flow.evaluate(task.step.with_["duration"], task.input, task)
     try:
         seconds = parse_duration(duration)
     except ValueError as error:
@@ -373,12 +371,8 @@ async def _wait(flow: Flow, task: TaskRun) -> Any:
 async def _http(flow: Flow, task: TaskRun) -> Any:
     arguments = task.step.with_
     try:
-        call = http.build_call(
-            arguments,
-            lambda value: flow.evaluate(value, task.input, task),
-            task.input,
-            task.step.timeout_s or 30.0,
-        )
+        evaluated = await flow.evaluate(http.evaluable_parts(arguments), task.input, task)
+        call = http.build_call(arguments, evaluated, task.input, task.step.timeout_s or 30.0)
     except EngineError as error:
         raise StepFailed(ErrorInfo(category=error.category, message=error.message)) from None
     answer = await flow.call(task, call.params, http.shown_params(call))
@@ -386,7 +380,7 @@ async def _http(flow: Flow, task: TaskRun) -> Any:
 
 
 async def _python(flow: Flow, task: TaskRun) -> Any:
-    arguments = flow.evaluate(task.step.with_["args"], task.input, task)
+    arguments = await flow.evaluate(task.step.with_["args"], task.input, task)
     return await flow.call(task, {"function": task.step.with_["function"], "args": arguments})
 
 
@@ -394,7 +388,9 @@ async def _do(flow: Flow, task: TaskRun) -> Any:
     step = task.step
     assert step.body is not None
     data = (
-        flow.evaluate(step.with_["arguments"], task.input, task) if "arguments" in step.with_ else task.input
+        await flow.evaluate(step.with_["arguments"], task.input, task)
+        if "arguments" in step.with_
+        else task.input
     )
     if step.for_each is not None:
         return await _loop(flow, task, data)
@@ -407,7 +403,7 @@ async def _loop(flow: Flow, task: TaskRun, data: Any) -> Any:
     """A `for`: the body runs once per item, in order; each run's output is the next one's input."""
     step, spec = task.step, task.step.for_each
     assert spec is not None and step.body is not None
-    items = flow.evaluate("${ " + spec.items + " }", data, task)
+    items = await flow.evaluate("${ " + spec.items + " }", data, task)
     if items is None:
         return data
     if not isinstance(items, list):
@@ -416,7 +412,7 @@ async def _loop(flow: Flow, task: TaskRun, data: Any) -> Any:
     output = data
     for index, item in enumerate(items):
         variables = {**task.locals, spec.item_var: item, spec.index_var: index}
-        if spec.while_ and not flow.holds(spec.while_, output, task, variables):
+        if spec.while_ and not await flow.holds(spec.while_, output, task, variables):
             break
         output, directive = await flow.run_block(step.body, output, variables)
         progress.completed += 1
@@ -435,7 +431,7 @@ async def _fork(flow: Flow, task: TaskRun) -> Any:
     try:
         pending = set(branches)
         while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            done, pending = await workflow.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for branch in (branch for branch in branches if branch in done):  # in branch order
                 if branch.exception() is not None:
                     raise branch.exception()  # type: ignore[misc]
@@ -469,10 +465,12 @@ async def _try(flow: Flow, task: TaskRun) -> Any:
         except StepFailed as failure:
             problem = problem_of(failure.error, "/" + step.path)
             scope = {**task.locals, catch.as_: problem}
-            if not flow.catches(catch, problem, task, scope):
+            if not await flow.catches(catch, problem, task, scope):
                 raise
             delay = (
-                flow.retry_delay(catch.retry, attempt, started, problem, task, scope) if catch.retry else None
+                await flow.retry_delay(catch.retry, attempt, started, problem, task, scope)
+                if catch.retry
+                else None
             )
             if delay is not None:
                 flow.run.state.steps[step.path].attempts = attempt + 1
@@ -511,12 +509,18 @@ async def _child(flow: Flow, task: TaskRun) -> Any:
             )
         )
     plan = Plan.model_validate(arguments["plan"])
-    params = flow.evaluate(arguments["input"], task.input, task) if "input" in arguments else task.input
+    params = await flow.evaluate(arguments["input"], task.input, task) if "input" in arguments else task.input
     if not isinstance(params, dict):
         raise StepFailed(engine_error("validation", f"the input of workflow {name} must be an object"))
     info, visit = workflow.info(), flow.visits[step.path]
     child_id = f"{info.workflow_id}/{step.path}" + (f"#{visit}" if visit > 1 else "")
-    child_input = ExecutionInput(plan=plan, params=params, trigger="child", config=flow.run.input.config)
+    child_input = ExecutionInput(
+        plan=plan,
+        params=params,
+        trigger="child",
+        config=flow.run.input.config,
+        step_task_queues=flow.run.input.step_task_queues,
+    )
     attributes = TypedSearchAttributes(
         [
             SearchAttributePair(sa.DEFINITION_ID, plan.definition_id),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -45,30 +44,41 @@ def expand_uri(template: str, data: Any) -> str:
     return _VARIABLE.sub(value_of, template)
 
 
+def evaluable_parts(arguments: dict[str, Any]) -> dict[str, Any]:
+    """The templates of a lowered `call: http` that are evaluated against the task's input (at once,
+    through the workflow's expression boundary) before `build_call` assembles the request."""
+    parts = {
+        "endpoint": arguments["endpoint"],
+        "headers": arguments.get("headers") or {},
+        "query": arguments.get("query") or {},
+        "authentication": arguments.get("authentication") or {},
+    }
+    if "body" in arguments:
+        parts["body"] = arguments["body"]
+    return parts
+
+
 def build_call(
-    arguments: dict[str, Any], evaluate: Callable[[Any], Any], data: Any, timeout_s: float
+    arguments: dict[str, Any], evaluated: dict[str, Any], data: Any, timeout_s: float
 ) -> HttpCall:
-    """The activity's parameters for a lowered `call: http` (`arguments` = the step's `with`)."""
+    """The activity's parameters for a lowered `call: http` (`arguments` = the step's `with`,
+    `evaluated` = its `evaluable_parts`, evaluated)."""
     endpoint = arguments["endpoint"]
     if isinstance(endpoint, str) and whole_expression(endpoint) is not None:
-        uri = evaluate(endpoint)
+        uri = evaluated["endpoint"]
         if not isinstance(uri, str):
             raise EngineError(
                 ErrorCategory.EXPRESSION, f"the endpoint expression gave {type(uri).__name__}, not a URI"
             )
     else:
-        uri = expand_uri(str(evaluate(endpoint)), data)
-    headers = _text_values(evaluate(arguments.get("headers") or {}), "headers")
+        uri = expand_uri(str(evaluated["endpoint"]), data)
+    headers = _text_values(evaluated["headers"], "headers")
     query = {
-        key: value
-        for key, value in _mapping(evaluate(arguments.get("query") or {}), "query").items()
-        if value is not None
+        key: value for key, value in _mapping(evaluated["query"], "query").items() if value is not None
     }
     shown_headers = dict(headers)
-    for scheme, fields in (arguments.get("authentication") or {}).items():
-        headers["Authorization"] = _authorization(
-            scheme, {key: evaluate(value) for key, value in fields.items()}
-        )
+    for scheme, fields in _mapping(evaluated["authentication"], "authentication").items():
+        headers["Authorization"] = _authorization(scheme, fields)
         shown_headers["Authorization"] = _HIDDEN
     output = arguments.get("output", "content")
     params: dict[str, Any] = {
@@ -84,7 +94,7 @@ def build_call(
         "expect": "text" if output == "raw" else "auto",
     }
     if "body" in arguments:
-        params["body"] = evaluate(arguments["body"])
+        params["body"] = evaluated["body"]
     return HttpCall(
         params=params, request={"method": arguments["method"], "uri": uri, "headers": shown_headers}
     )

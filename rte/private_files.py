@@ -10,6 +10,7 @@ say so in the log when they had to tighten something.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -32,8 +33,12 @@ def private_dir(path: Path) -> None:
 def private_file(path: Path, *, create: bool = False) -> None:
     """Tighten `path` to 0600 if it exists; with `create`, make it (empty, 0600) if it does not."""
     if create:
-        # O_CREAT without O_EXCL: a process racing us may create it first, and that is fine.
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE))
+        # Never open an existing file: closing any descriptor of a database file drops every POSIX
+        # lock SQLite holds on it in this process, and another process may then checkpoint and
+        # delete the WAL under our open connections ("disk I/O error", lost writes). O_EXCL fails
+        # without opening when the file exists (or another process created it first).
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE))
     if path.exists():
         _tighten(path, PRIVATE_FILE, "file")
 

@@ -123,3 +123,28 @@ def test_rte_up_in_a_wide_existing_folder_keeps_everything_private(tmp_path: Pat
     assert entries["temporal.db"] == 0o600 and entries["rte.db"] == 0o600
     wide = {name: oct(bits) for name, bits in entries.items() if bits & 0o077}
     assert wide == {}, f"readable by other users: {wide}"
+
+
+
+def test_an_existing_database_file_is_never_opened_beside_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Closing any descriptor of a database file drops every POSIX lock SQLite holds on it in this
+    process (sqlite.org/howtocorrupt.html, 2.2); another process may then checkpoint and delete the
+    WAL under open connections. Store.open tightens modes without ever opening an existing file."""
+    from rte import private_files
+
+    database = tmp_path / "rte.db"
+    private_files.private_sqlite_file(database)  # created: the one open, before SQLite has it
+    opened: list[str] = []
+    real_open = os.open
+
+    def recording_open(path: object, *args: object) -> int:
+        descriptor = real_open(path, *args)  # type: ignore[arg-type]
+        opened.append(str(path))  # only descriptors that were really opened
+        return descriptor
+
+    monkeypatch.setattr(os, "open", recording_open)
+    private_files.private_sqlite_file(database)
+    assert opened == []
+    assert mode(database) == 0o600

@@ -27,6 +27,14 @@ from workflows.state import ExecutionConfig, ExecutionState
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
+REPLAY_SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in REPLAY_SUMMARY:
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await start_dev_server()
@@ -34,7 +42,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     try:
         # Every history the session produced must replay against the current code.
         replayed, failures = await replay_all(env.client)
-        print(f"\nreplay check: {replayed} histories replayed, {len(failures)} non-deterministic")
+        REPLAY_SUMMARY.append(f"replay check: {replayed} histories replayed, {len(failures)} non-deterministic")
         assert not failures, "histories that do not replay:\n" + "\n".join(failures[:20])
     finally:
         await env.shutdown()

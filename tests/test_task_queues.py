@@ -1,6 +1,7 @@
 """`script` steps on workers of their own: with RTE_SCRIPT_TASK_QUEUE set, the API records the routing
 in each execution it starts, and the script steps run only on `rte worker --kinds script` processes
-polling that queue — never on the general workers — while every other step stays on the main queue.
+polling that queue — never on the general workers, even when marked `local: true` — while every
+other step stays on the main queue.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tests.support.processes import engine_env, free_port, start_api, start_work
 FLOW = """
 id: {id}
 steps:
-  - {{id: double, kind: script, with: {{code: "result = input * 2", input: 21}}}}
+  - {{id: double, kind: script, local: true, with: {{code: "result = input * 2", input: 21}}}}
   - {{id: add, kind: python, needs: [double], with: {{function: add, args: {{a: "${{ .steps.double.output }}", b: 0.5}}}}}}
 outputs: {{double: "${{ .steps.double.output }}", add: "${{ .steps.add.output }}"}}
 """

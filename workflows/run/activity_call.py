@@ -69,6 +69,9 @@ async def call_activity(
     # task open, so their checkpoints would stall the loop.
     if local is None:
         local = step.local and not batch and item_index is None
+    routed = run_input.step_task_queues.get(step.kind.value)
+    if routed:
+        local = False  # its kind runs on workers of its own (e.g. the script sandbox's): never here
     if local:
         try:
             return await workflow.execute_local_activity(
@@ -90,7 +93,7 @@ async def call_activity(
             activity_name,
             request,
             activity_id=activity_id,
-            task_queue=run_input.step_task_queues.get(step.kind.value),
+            task_queue=routed,
             start_to_close_timeout=timeout * len(batch) if batch else timeout,
             retry_policy=policy,
             result_type=StepResult,

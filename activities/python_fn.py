@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from activities.base import LogLevel, StepContext
 from activities.http import parse_params
-from rte.errors import EngineError, ErrorCategory
+from rte.errors import EngineError, ErrorCategory, json_type_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -208,5 +208,5 @@ async def handle_python(params: dict[str, Any], ctx: StepContext) -> Any:
         raise EngineError(
             ErrorCategory.VALIDATION,
             f"function '{p.function}' returned a value that is not JSON-serialisable: {exc}",
-            details={"function": p.function, "result_type": type(result).__name__},
+            details={"function": p.function, "result_type": json_type_name(result)},
         ) from None

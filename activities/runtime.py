@@ -202,8 +202,8 @@ class StepActivities:
             context.log(
                 "error", f"attempt {attempt} failed [{error.category.value}]: {error.message}", "engine"
             )
-        duration_ms = (time.perf_counter() - started) * 1000
-        outcome.metrics = context.metrics | {"duration_ms": round(duration_ms, 3)}
+        duration_ms = round((time.perf_counter() - started) * 1000, 1)  # a tenth of a ms, as the API shows
+        outcome.metrics = context.metrics | {"duration_ms": duration_ms}
         await self._record(context, attempt, started_at, duration_ms, outcome)
         return outcome
 

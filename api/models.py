@@ -9,7 +9,7 @@ import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, SecretStr
 
 from rte.store.connections import ConnectionType
 
@@ -37,6 +37,10 @@ def _in_utc(value: datetime) -> datetime:
 
 # A date-time given by a client: ISO 8601 text only, read as UTC when it has no zone, and held in UTC.
 Timestamp = Annotated[datetime, BeforeValidator(_date_time_text), AfterValidator(_in_utc)]
+
+# A duration in milliseconds, answered to a tenth: differences of timestamps carry float noise
+# (412.50000000000006), and nothing here is measured finer than that.
+Milliseconds = Annotated[float, PlainSerializer(lambda value: round(value, 1), return_type=float)]
 
 EXAMPLE_SOURCE = """id: greet
 inputs:
@@ -136,7 +140,7 @@ class DefinitionSaved(BaseModel):
 class StageOut(BaseModel):
     name: str = Field(examples=["parse"])
     status: Literal["ok", "failed", "skipped"]
-    duration_ms: float = Field(examples=[0.42])
+    duration_ms: Milliseconds = Field(examples=[0.4])
 
 
 class DiagnosticOut(BaseModel):
@@ -195,8 +199,18 @@ class InputField(BaseModel):
     enum: list[Any] | None = None
     format: str | None = Field(None, examples=["email"])
     examples: list[Any] | None = None
-    minimum: float | None = None
-    maximum: float | None = None
+    # JSON Schema's limits, as written: an integer limit stays an integer (`int` first: pydantic's
+    # smart union keeps 1 as 1, not 1.0).
+    minimum: int | float | None = Field(None, examples=[1])
+    maximum: int | float | None = None
+    exclusive_minimum: int | float | None = None
+    exclusive_maximum: int | float | None = None
+    multiple_of: int | float | None = None
+    min_length: int | None = Field(None, examples=[1])
+    max_length: int | None = None
+    pattern: str | None = None
+    min_items: int | None = None
+    max_items: int | None = None
 
 
 class RunInput(BaseModel):
@@ -339,7 +353,7 @@ class VerifyIn(_In):
 class VerifyOut(BaseModel):
     ok: bool = Field(description="True when the service answered 2xx or 3xx with these credentials.")
     status_code: int | None = Field(None, examples=[200])
-    duration_ms: float
+    duration_ms: Milliseconds
     url: str = Field(examples=["https://crm.example/"])
     message: str = Field(examples=["the service answered 200 OK"])
 
@@ -377,7 +391,7 @@ class ExecutionSummary(BaseModel):
     status: ExecutionStatusName
     start_time: datetime | None = None
     close_time: datetime | None = None
-    duration_ms: float | None = None
+    duration_ms: Milliseconds | None = None
     current_step: str | None = None
     items_processed: int | None = None
     items_total: int | None = None
@@ -401,8 +415,8 @@ class ExecutionStats(BaseModel):
     total: int
     by_status: dict[str, int] = Field(examples=[{"completed": 40, "failed": 2, "running": 1}])
     success_rate: float | None = Field(None, description="completed / closed, 0..1; null when none closed.")
-    average_duration_ms: float | None = None
-    p95_duration_ms: float | None = None
+    average_duration_ms: Milliseconds | None = None
+    p95_duration_ms: Milliseconds | None = None
     items_processed: int
     per_day: list[DayCount]
     sampled: int = Field(description="Executions read for durations, items and the daily series.")
@@ -457,7 +471,7 @@ class StepDetail(BaseModel):
     attempts: int
     started_at: datetime | None = None
     ended_at: datetime | None = None
-    duration_ms: float | None = None
+    duration_ms: Milliseconds | None = None
     skipped_reason: str | None = None
     input: Any = Field(
         None,

@@ -186,7 +186,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def _duration_ms(start: datetime | None, end: datetime | None) -> float | None:
-    return round((end - start).total_seconds() * 1000, 3) if start and end else None
+    return round((end - start).total_seconds() * 1000, 1) if start and end else None
 
 
 def _current(step: StepState) -> StepView:

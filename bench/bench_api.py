@@ -137,7 +137,7 @@ async def main(runs: int, executions: int) -> None:
 
                 async def api_start() -> None:
                     response = await http.post("/definitions/bench-api/runs", json={"params": PARAMS})
-                    assert response.status_code == 201, response.text
+                    assert response.status_code == 202, response.text
 
                 async def direct_start() -> None:
                     await client.start_workflow(

@@ -80,3 +80,21 @@ class ExpressionError(EngineError):
     def __init__(self, message: str, *, expression: str | None = None) -> None:
         details = {"expression": expression} if expression else {}
         super().__init__(ErrorCategory.EXPRESSION, message, details=details)
+
+
+def json_type_name(value: Any) -> str:
+    """How error texts name a value's type: JSON's words (null, boolean, number, string, array,
+    object), never Python's (`NoneType`, `dict`)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__  # not a JSON value at all: its Python type is the useful name

@@ -6,10 +6,13 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError, CancelledError, TerminatedError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
+from temporalio.service import RPCError, RPCStatusCode
 
 from rte import temporal as sa
 from rte.claim_check import DEFAULT_THRESHOLD_BYTES, PayloadStore, offload, resolve, serialized_size
@@ -22,6 +25,9 @@ from workflows.state import ExecutionConfig, ExecutionInput
 MAX_INLINE_PARAMS_BYTES = 1_000_000
 # The whole start input (plan, parameters, configuration): under the 2 MB per payload.
 MAX_START_INPUT_BYTES = 1_500_000
+
+
+READ_TIMEOUT = timedelta(seconds=10)
 
 
 def new_execution_id(plan: Plan) -> str:
@@ -144,3 +150,28 @@ def failure_to_error(cause: BaseException | None) -> dict[str, Any]:
     if isinstance(cause, TemporalTimeoutError):
         return {"category": "timeout", "message": "the execution ran past its timeout"}
     return {"category": "internal", "message": str(cause)}
+
+
+async def read_start_input(client: Client, execution_id: str, run_id: str = "") -> ExecutionInput | None:
+    """What an execution started with (plan, parameters, configuration), from its first history
+    event (the latest run when `run_id` is empty); None when Temporal has no such execution, or it
+    is not one of the engine's. Other RPC errors are raised."""
+    request = GetWorkflowExecutionHistoryRequest(
+        namespace=client.namespace,
+        execution=WorkflowExecution(workflow_id=execution_id, run_id=run_id),
+        maximum_page_size=1,
+    )
+    try:
+        response = await client.workflow_service.get_workflow_execution_history(request, timeout=READ_TIMEOUT)
+    except RPCError as error:
+        if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            return None
+        raise
+    events = response.history.events
+    if not events or not events[0].HasField("workflow_execution_started_event_attributes"):
+        return None
+    started = events[0].workflow_execution_started_event_attributes
+    if started.workflow_type.name != sa.WORKFLOW_TYPE:
+        return None
+    (run_input,) = await client.data_converter.decode(started.input.payloads, [ExecutionInput])
+    return run_input

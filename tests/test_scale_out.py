@@ -106,7 +106,7 @@ async def _post_run(apis: list[Replica], first: int, definition_id: str, executi
             response = await api.http.post(f"/definitions/{definition_id}/runs", json=body)
         except httpx.TransportError:
             continue  # that replica was killed
-        if response.status_code == 201:
+        if response.status_code == 202:
             return api.name
         assert response.status_code == 409, response.text
         return f"{api.name} (409: already started)"
@@ -222,7 +222,7 @@ async def test_two_workers_and_two_apis_survive_losing_one_of_each_mid_run(
                 saved = await apis[0].http.post("/definitions", json={"source": source})
                 assert saved.status_code in (200, 201), saved.text
             followed = await apis[0].http.post(f"/definitions/{chain_id}/runs", json={})
-            assert followed.status_code == 201, followed.text
+            assert followed.status_code == 202, followed.text
             sse_id = followed.json()["execution_id"]
             seen: list[tuple[str, str, str]] = []
             stream_errors: list[str] = []

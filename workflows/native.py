@@ -62,6 +62,7 @@ from workflows.graph import (
     switch_gates,
     topological_levels,
 )
+from workflows.params import violation_message
 from workflows.plan import ForEachSpec, Plan, PlanBlock, PlanStep, RetrySpec, StepKind, SwitchCase
 from workflows.source import Source, SourceMap
 
@@ -171,7 +172,7 @@ class NativeCompiler:
                 if wrong is not None:
                     self.report(
                         "E101",
-                        f"the default of input '{name}' does not match its own schema: {wrong.message}",
+                        f"the default of input '{name}' does not match its own schema: {violation_message(wrong)}",
                         ("inputs", "properties", name, "default"),
                     )
 

@@ -16,7 +16,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError as SchemaViolation
 
-from rte.errors import EngineError, ErrorCategory
+from rte.errors import EngineError, ErrorCategory, json_type_name
 
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
@@ -77,7 +77,28 @@ def _violations(error: SchemaViolation) -> list[dict[str, str]]:
                 for name in error.instance
                 if name not in declared
             ]
-    return [{"path": json_path(path), "message": error.message}]
+    return [{"path": json_path(path), "message": violation_message(error)}]
+
+
+def violation_message(error: SchemaViolation) -> str:
+    """jsonschema's message with values written as JSON, as the caller sent them: `null`, `true`,
+    `"text"` — not Python's `None`, `True`, `'text'`."""
+    if error.validator == "type":
+        expected = (
+            error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        )
+        return f"expected {' or '.join(str(name) for name in expected)}, got {_shown(error.instance)}"
+    message = error.message
+    for value in (error.instance, error.validator_value):
+        python, shown = repr(value), _shown(value)
+        if python != shown:
+            message = message.replace(python, shown)
+    return message
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else f"{json_type_name(value)} {text[:60]}…"
 
 
 def json_path(path: Iterable[str | int]) -> str:

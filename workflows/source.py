@@ -39,6 +39,7 @@ try:
 except ImportError:  # pragma: no cover - PyYAML built without libyaml: the same events, slower
     from yaml import BaseLoader as _Parser  # type: ignore[assignment]
 
+from rte.errors import json_type_name
 from workflows.diagnostics import DataPath, Diagnostic, make_diagnostic
 from workflows.syntax_errors import json_syntax_error, yaml_syntax_error
 
@@ -224,7 +225,7 @@ def _checked_root(
             make_diagnostic("E004", "the definition is empty", hint="start with `id:` and `steps:`")
         ]
     if not isinstance(data, dict):
-        found = "a list" if isinstance(data, list) else f"a single {type(data).__name__} value"
+        found = "a list" if isinstance(data, list) else f"a single {json_type_name(data)} value"
         return None, [
             make_diagnostic(
                 "E004",
@@ -405,7 +406,7 @@ def _load_yaml(text: str) -> Any:
 def _described(value: Any) -> str:
     if isinstance(value, dict | list):
         return "a mapping" if isinstance(value, dict) else "a list"
-    return "null" if value is None else f"{type(value).__name__} {json.dumps(value)}"
+    return "null" if value is None else f"{json_type_name(value)} {json.dumps(value)}"
 
 
 def _key_hint(value: Any) -> str | None:

@@ -384,7 +384,7 @@ async def terminate_execution(
     return await _terminate(client, execution_id, reason)
 
 
-@router.post("/{execution_id}/rerun", response_model=ActionOut, status_code=status.HTTP_201_CREATED)
+@router.post("/{execution_id}/rerun", response_model=ActionOut, status_code=status.HTTP_202_ACCEPTED)
 async def rerun_execution(
     execution_id: ExecutionId, client: TemporalClientDep, settings: SettingsDep, _: OperatorKey
 ) -> ActionOut:

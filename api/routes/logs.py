@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import difflib
 import io
 import json
 from collections.abc import AsyncIterator
@@ -28,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import StoreDep, TemporalClientDep, ViewerKey
 from api.errors import Problem, rpc_problem
 from api.models import Timestamp
+from rte.executions import read_start_input
 from rte.store import Store
 from rte.store.repositories import MAX_PAGE, LogLevel, LogRow
 
@@ -58,7 +60,12 @@ class LogFilters(BaseModel):
     level: LogLevel | None = Field(None, description="Minimum level: this one and more severe.")
     source: str | None = Field(None, max_length=100, examples=["http"])
     text: str | None = Field(None, max_length=500, description="Case-insensitive substring of the message.")
-    step: str | None = Field(None, max_length=500, description="Step path.", examples=["orders/fetch"])
+    step: str | None = Field(
+        None,
+        max_length=500,
+        description="A step's path, or its id alone when that names one step; an unknown step is a 422.",
+        examples=["orders/fetch"],
+    )
     since: Timestamp | None = Field(None, description="Inclusive; ISO 8601.")
     until: Timestamp | None = Field(None, description="Exclusive; ISO 8601.")
 
@@ -76,7 +83,10 @@ MAX_LINE_ID = 2**63 - 1
 AfterId = Annotated[
     int | None, Query(ge=0, le=MAX_LINE_ID, description="Only lines after this id (a cursor).")
 ]
-_PROBLEMS: dict[int | str, dict[str, Any]] = {404: {"description": "No such execution (problem+json)"}}
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such execution (problem+json)"},
+    422: {"description": "A filter is invalid, or `step` names no step of the execution (problem+json)"},
+}
 
 
 async def _page(
@@ -93,6 +103,40 @@ async def _page(
         after_id=after_id,
         limit=limit,
     )
+
+
+async def _step_paths(store: Store, client: Client, execution_id: str) -> list[str]:
+    """Every step path of the execution's plan; the paths its logs name once Temporal has forgotten it."""
+    try:
+        run_input = await read_start_input(client, execution_id)
+    except RPCError as error:
+        raise rpc_problem(error, f"cannot read '{execution_id}'") from None
+    if run_input is not None:
+        return [step.path for step in run_input.plan.walk()]
+    return await store.logs.step_paths(execution_id)
+
+
+async def _resolved(store: Store, client: Client, execution_id: str, filters: LogFilters) -> LogFilters:
+    """The filters with `step` as a full path: a bare step id is looked up in the execution's plan;
+    a step the execution does not have is a 422 naming the ones it has (an empty page would look
+    like a step that logged nothing)."""
+    step = filters.step
+    if step is None:
+        return filters
+    paths = await _step_paths(store, client, execution_id)
+    if not paths or step in paths:
+        return filters  # nothing known to check against (an unknown execution is a 404 later)
+    matches = [path for path in paths if path.rsplit("/", 1)[-1] == step]
+    if len(matches) == 1:
+        return filters.model_copy(update={"step": matches[0]})
+    if matches:
+        why = f"step id '{step}' names {len(matches)} steps ({', '.join(matches)}): pass the full path"
+    else:
+        close = difflib.get_close_matches(step, paths + [path.rsplit("/", 1)[-1] for path in paths], n=1)
+        known = ", ".join(paths[:30]) + (f" … ({len(paths)} in all)" if len(paths) > 30 else "")
+        suggestion = f"did you mean '{close[0]}'? " if close else ""
+        why = f"execution '{execution_id}' has no step '{step}'; {suggestion}its steps: {known}"
+    raise Problem(422, "Unknown step", why, violations=[{"path": "$.query.step", "message": why}])
 
 
 async def _lifecycle(client: Client, execution_id: str) -> Literal["running", "closed", "unknown"]:
@@ -124,6 +168,7 @@ async def query_logs(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> LogPage:
     """An execution's logs in the order they were written, filtered, a page at a time."""
+    filters = await _resolved(store, client, execution_id, filters)
     rows = await _page(store, execution_id, filters, after_id, limit)
     if not rows and after_id is None:
         await _require_execution(store, client, execution_id)
@@ -166,6 +211,7 @@ async def tail_logs(
                 violations=[{"path": "$.headers.last-event-id", "message": "is not a log line id"}],
             )
         after_id = max(after_id or 0, int(last_event_id))
+    filters = await _resolved(store, client, execution_id, filters)
     lifecycle = await _lifecycle(client, execution_id)
     if lifecycle != "running" and not await _page(store, execution_id, filters, after_id, 1):
         if after_id is not None and lifecycle == "closed":
@@ -254,6 +300,7 @@ async def export_logs(
     format: Literal["ndjson", "csv", "text"] = "ndjson",
 ) -> StreamingResponse:
     """Download an execution's logs (with the same filters) as NDJSON, CSV or plain text."""
+    filters = await _resolved(store, client, execution_id, filters)
     if not await _page(store, execution_id, filters, None, 1):
         await _require_execution(store, client, execution_id)
     media_type, extension = _EXPORTS[format]

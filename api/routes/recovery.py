@@ -49,7 +49,7 @@ async def decide(
     return _view(execution_id, await send_update(client, execution_id, "decide_recovery", decision, offload))
 
 
-@router.post("/{execution_id}/resume", response_model=ActionOut, status_code=status.HTTP_201_CREATED)
+@router.post("/{execution_id}/resume", response_model=ActionOut, status_code=status.HTTP_202_ACCEPTED)
 async def resume(
     execution_id: ExecutionId, client: TemporalClientDep, settings: SettingsDep, _: OperatorKey
 ) -> ActionOut:
@@ -57,7 +57,7 @@ async def resume(
     return await _one(client, settings.task_queue, execution_id, resume_from_failure, "resumed")
 
 
-@router.post("/{execution_id}/retry", response_model=ActionOut, status_code=status.HTTP_201_CREATED)
+@router.post("/{execution_id}/retry", response_model=ActionOut, status_code=status.HTTP_202_ACCEPTED)
 async def retry(
     execution_id: ExecutionId, client: TemporalClientDep, settings: SettingsDep, _: OperatorKey
 ) -> ActionOut:

@@ -57,7 +57,7 @@ async def get_run_input(
     )
 
 
-@router.post("/{definition_id}/runs", status_code=status.HTTP_201_CREATED, response_model=RunStarted)
+@router.post("/{definition_id}/runs", status_code=status.HTTP_202_ACCEPTED, response_model=RunStarted)
 async def start_run(
     definition_id: DefinitionId,
     body: RunRequest,
@@ -267,8 +267,36 @@ def form_fields(schema: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[In
                 enum=list(enum) if isinstance(enum, list) else None,
                 format=child.get("format"),
                 examples=child.get("examples") if isinstance(child.get("examples"), list) else None,
-                minimum=child.get("minimum") if isinstance(child.get("minimum"), int | float) else None,
-                maximum=child.get("maximum") if isinstance(child.get("maximum"), int | float) else None,
+                pattern=child.get("pattern") if isinstance(child.get("pattern"), str) else None,
+                **{field: _number(child.get(keyword)) for keyword, field in _NUMBER_LIMITS.items()},
+                **{field: _count(child.get(keyword)) for keyword, field in _COUNT_LIMITS.items()},
             )
         )
     return fields
+
+
+# The schema's limits a form can enforce, by JSON Schema keyword → InputField field.
+_NUMBER_LIMITS = {
+    "minimum": "minimum",
+    "maximum": "maximum",
+    "exclusiveMinimum": "exclusive_minimum",
+    "exclusiveMaximum": "exclusive_maximum",
+    "multipleOf": "multiple_of",
+}
+_COUNT_LIMITS = {
+    "minLength": "min_length",
+    "maxLength": "max_length",
+    "minItems": "min_items",
+    "maxItems": "max_items",
+}
+
+
+def _number(value: Any) -> int | float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int | None:
+    # JSON Schema allows 2.0 for a count; a form wants 2.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -121,7 +121,7 @@ class ScheduleOut(BaseModel):
     overlap: str = Field(examples=["skip"])
     paused: bool
     note: str | None = None
-    next_runs: list[datetime] = Field(description="The next few times a run is due.")
+    next_runs: list[datetime] = Field(description="The next few times a run is due; empty while paused.")
     recent_runs: list[ScheduledRun] = Field(description="The latest runs it started, oldest first.")
     created_at: datetime | None = Field(None, description="Not included in lists.")
 
@@ -151,6 +151,8 @@ def _runs(actions: list[ScheduleActionResult]) -> list[ScheduledRun]:
 
 
 def _out(schedule_id: str, memo: dict[str, Any], **fields: Any) -> ScheduleOut:
+    if fields.get("paused"):
+        fields["next_runs"] = []  # Temporal still computes them, but none is due while paused
     return ScheduleOut(
         id=schedule_id,
         definition_id=memo["definition_id"],

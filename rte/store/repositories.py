@@ -278,6 +278,17 @@ class LogRepository:
         async with self._sessions() as session:
             return [LogRow.model_validate(row) for row in await session.scalars(stmt)]
 
+    async def step_paths(self, execution_id: str) -> list[str]:
+        """The distinct step paths an execution's logs were written for, sorted."""
+        stmt = (
+            select(ExecutionLog.step_path)
+            .where(ExecutionLog.execution_id == execution_id)
+            .distinct()
+            .order_by(ExecutionLog.step_path)
+        )
+        async with self._sessions() as session:
+            return [path for path in await session.scalars(stmt) if path]
+
 
 class MetricRepository:
     def __init__(self, sessions: SessionFactory) -> None:

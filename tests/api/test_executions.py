@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import csv
 import io
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -76,7 +77,7 @@ async def define(api_server: ApiServer, text: str) -> None:
 
 async def start(http: httpx.AsyncClient, definition_id: str, params: dict[str, Any] | None = None) -> str:
     response = await http.post(f"/definitions/{definition_id}/runs", json={"params": params or {}})
-    assert response.status_code == 201, response.text
+    assert response.status_code == 202, response.text
     return str(response.json()["execution_id"])
 
 
@@ -375,7 +376,7 @@ async def test_cancel_terminate_rerun_and_delete_single_executions(
         assert again.status_code == 409 and "already terminated" in again.json()["detail"]
 
         rerun = await http.post(f"/executions/{to_terminate}/rerun")
-        assert rerun.status_code == 201, rerun.text
+        assert rerun.status_code == 202, rerun.text
         new_id_ = rerun.json()["new_execution_id"]
         assert new_id_ != to_terminate
         rerun_detail = (await http.get(f"/executions/{new_id_}")).json()
@@ -418,3 +419,22 @@ async def test_bulk_actions_by_ids_and_by_filter_answer_per_execution(
         assert only["execution_id"] == failed[0] and only["ok"] and only["new_execution_id"]
         neither = await http.post("/executions/bulk", json={"action": "cancel"})
         assert neither.status_code == 422
+
+
+_DURATION = re.compile(r'"(?:[a-z0-9]+_)*duration_ms":\s*([-0-9.eE+]+)')
+
+
+async def test_durations_are_answered_to_a_tenth_of_a_millisecond(
+    api_server: ApiServer, quick_runs: tuple[str, list[str], list[str]]
+) -> None:
+    definition_id, completed, _failed = quick_runs
+    async with api_server.client(Role.VIEWER) as http:
+        answers = [
+            await http.get("/executions", params={"definition_id": definition_id}),
+            await http.get("/executions/stats", params={"definition_id": definition_id}),
+            await http.get(f"/executions/{completed[0]}"),
+        ]
+    durations = [value for answer in answers for value in _DURATION.findall(answer.text)]
+    assert len(durations) >= 5 + 2 + 1, durations  # every listed execution, the stats, the detail
+    noisy = [value for value in durations if "e" in value.lower() or len(value.partition(".")[2]) > 1]
+    assert noisy == [], noisy

@@ -119,7 +119,7 @@ async def test_five_mb_of_parameters_run_through_the_api_with_a_small_history(
         started = await http.post(
             f"/definitions/{definition_id}/runs", content=body, headers={"content-type": "application/json"}
         )
-        assert started.status_code == 201, started.text
+        assert started.status_code == 202, started.text
         execution_id = started.json()["execution_id"]
         result = await asyncio.wait_for(client.get_workflow_handle(execution_id).result(), 120)
         assert result == {"name": "ada", "measured": digest(doc)}  # the step saw the whole document
@@ -151,7 +151,7 @@ async def test_a_webhook_body_of_three_mb_runs_and_the_run_can_be_rerun(
         assert result["measured"] == digest(doc)
         # A rerun starts from the recorded parameters, references included.
         again = await admin.post(f"/executions/{execution_id}/rerun")
-        assert again.status_code == 201, again.text
+        assert again.status_code == 202, again.text
         rerun_id = again.json()["new_execution_id"]
         rerun = await asyncio.wait_for(client.get_workflow_handle(rerun_id).result(), 120)
         assert rerun["measured"] == digest(doc)
@@ -181,7 +181,7 @@ async def test_a_step_returning_five_mb_hands_it_to_the_next_step_and_to_readers
     made = blob(FIVE_MB)
     async with api_server.client(Role.OPERATOR) as http:
         started = await http.post(f"/definitions/{definition_id}/runs", json={"params": {}})
-        assert started.status_code == 201, started.text
+        assert started.status_code == 202, started.text
         execution_id = started.json()["execution_id"]
         result = await asyncio.wait_for(client.get_workflow_handle(execution_id).result(), 120)
         # The workflow's output holds the reference; the next step was given the whole value.

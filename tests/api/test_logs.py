@@ -197,3 +197,57 @@ async def test_live_tail_applies_filters_and_resumes_after_last_event_id(
         'order 7: "total" is missing, skipped',
         "POST https://crm.example/notes → 201",
     ]
+
+
+async def test_the_step_filter_takes_a_bare_step_id_and_refuses_an_unknown_step(
+    api_server: ApiServer, store: Store
+) -> None:
+    execution_id = await seed(store)  # gone from Temporal: its steps are the ones its logs name
+    path = f"/executions/{execution_id}/logs"
+    async with api_server.client(Role.VIEWER) as http:
+        assert await messages(http, path, step="score") == await messages(http, path, step="orders/score")
+        assert await messages(http, path, step="score") == [
+            "scored 3 orders",
+            'order 7: "total" is missing, skipped',
+        ]
+        for suffix in ("", "/export"):
+            unknown = await http.get(f"{path}{suffix}", params={"step": "scores"})
+            assert unknown.status_code == 422, unknown.text
+            assert unknown.headers["content-type"] == "application/problem+json"
+            detail = unknown.json()["detail"]
+            assert "has no step 'scores'; did you mean 'score'?" in detail
+            assert "orders/fetch, orders/notify, orders/score" in detail
+            assert unknown.json()["violations"][0]["path"] == "$.query.step"
+        async with sse(api_server, f"{path}/stream?step=fetch&level=info") as stream:
+            tailed = [event async for event in stream.events()]
+    assert [event.data["message"] for event in tailed if event.event == "log"] == [
+        "503 Service Unavailable, retrying",
+        "GET https://crm.example/orders → 200",
+    ]
+
+
+async def test_the_step_filter_knows_every_step_of_the_plan_even_before_it_logs(
+    api_server: ApiServer, client: Client
+) -> None:
+    plan = compile_source(
+        f"""
+id: steps-{uuid.uuid4().hex[:6]}
+steps:
+  - {{id: first, kind: python, with: {{function: noop}}}}
+  - {{id: later, kind: approval, needs: [first], with: {{message: never decided in this test}}}}
+"""
+    ).plan
+    assert plan is not None
+    handle = await start_execution(client, plan, {}, task_queue=api_server.settings.task_queue)
+    try:
+        async with api_server.client(Role.VIEWER) as http:
+            # `later` has not run, so it logged nothing: an empty page, not an error.
+            assert await messages(http, f"/executions/{handle.id}/logs", step="later") == []
+            unknown = await http.get(f"/executions/{handle.id}/logs", params={"step": "nope"})
+            assert unknown.status_code == 422, unknown.text
+            assert (
+                f"its steps: {plan.definition_id}/first, {plan.definition_id}/later"
+                in unknown.json()["detail"]
+            )
+    finally:
+        await handle.terminate("test over")

@@ -133,3 +133,20 @@ async def test_both_declared_schemes_authenticate_as_documented(api_server: ApiS
         assert refused.headers["content-type"] == "application/problem+json"
         docs = await http.get("/docs")
         assert docs.status_code == 200 and "/openapi.json" in docs.text  # Swagger UI, with Authorize
+
+
+def test_every_operation_that_starts_an_execution_answers_202_accepted(document: dict[str, Any]) -> None:
+    """One meaning for every start: accepted, running asynchronously — follow it at its URL."""
+    starts = [
+        "POST /definitions/{definition_id}/runs",
+        "POST /hooks/{definition_id}",
+        "POST /schedules/{schedule_id}/trigger",
+        "POST /executions/{execution_id}/rerun",
+        "POST /executions/{execution_id}/retry",
+        "POST /executions/{execution_id}/resume",
+    ]
+    by_label = dict(operations(document))
+    answers = {
+        label: sorted(s for s in by_label[label]["responses"] if s.startswith("2")) for label in starts
+    }
+    assert answers == dict.fromkeys(starts, ["202"])

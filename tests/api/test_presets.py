@@ -85,7 +85,7 @@ async def test_a_run_from_a_preset_uses_its_values_and_the_request_overrides_the
             f"/definitions/{definition_id}/runs", json={"preset_id": preset["id"], "params": {"name": "Bob"}}
         )
         unknown = await http.post(f"/definitions/{definition_id}/runs", json={"preset_id": "nope"})
-    assert plain.status_code == 201 and overridden.status_code == 201
+    assert plain.status_code == 202 and overridden.status_code == 202
     assert await client.get_workflow_handle(plain.json()["execution_id"]).result() == "Hello Ada!"
     assert await client.get_workflow_handle(overridden.json()["execution_id"]).result() == "Hello Bob!"
     assert unknown.status_code == 422 and "no preset with id 'nope'" in unknown.json()["detail"]

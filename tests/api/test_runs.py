@@ -81,7 +81,8 @@ async def test_invalid_parameters_are_a_422_listing_every_violation_with_its_pat
     violations = {v["path"]: v["message"] for v in response.json()["violations"]}
     assert set(violations) == {"$.customer_name", "$.plan", "$.limit"}
     assert violations["$.customer_name"] == "is required"
-    assert "'gold' is not one of ['basic', 'pro']" in violations["$.plan"]
+    assert violations["$.plan"] == '"gold" is not one of ["basic", "pro"]'
+    assert violations["$.limit"] == 'expected integer, got "ten"'
 
 
 async def test_a_started_run_completes_with_defaults_applied_and_is_labelled(
@@ -95,7 +96,7 @@ async def test_a_started_run_completes_with_defaults_applied_and_is_labelled(
             f"/definitions/{definition_id}/runs",
             json={"params": {"customer_name": "ada@example.com"}, "config": {"timeout_s": 120}},
         )
-    assert response.status_code == 201, response.text
+    assert response.status_code == 202, response.text
     started = response.json()
     assert started["execution_id"].startswith(definition_id) and started["version"] == "1"
     assert started["temporal_ui_url"].startswith(api_server.settings.temporal_ui_url)
@@ -127,7 +128,7 @@ outputs: "${{ .steps.call.output }}"
     retry = {"max_attempts": 3, "initial_interval_s": 0.1, "backoff": 1}
     async with api_server.client(Role.OPERATOR) as http:
         response = await http.post(f"/definitions/{definition_id}/runs", json={"config": {"retry": retry}})
-    assert response.status_code == 201, response.text
+    assert response.status_code == 202, response.text
     assert await client.get_workflow_handle(response.json()["execution_id"]).result() == {"ok": True}
     assert len(http_server.calls("/flaky")) == 2
 
@@ -170,7 +171,7 @@ outputs: "${{ .steps.me.output }}"
         mapped = await admin.post(
             f"/definitions/{definition_id}/runs", json={"connections": {"crm": staging}}
         )
-        assert mapped.status_code == 201, mapped.text
+        assert mapped.status_code == 202, mapped.text
     assert await client.get_workflow_handle(mapped.json()["execution_id"]).result() == {"user": "ada"}
     assert http_server.calls("/me")[0].headers["Authorization"] == "Bearer t0k3n"
 
@@ -181,8 +182,57 @@ async def test_a_chosen_execution_id_makes_a_second_start_a_409(api_server: ApiS
         await save(admin, FORM.format(id=definition_id))
     body = {"params": {"customer_name": "a@b.co"}, "execution_id": f"{definition_id}-once"}
     async with api_server.client(Role.OPERATOR) as http:
-        assert (await http.post(f"/definitions/{definition_id}/runs", json=body)).status_code == 201
+        assert (await http.post(f"/definitions/{definition_id}/runs", json=body)).status_code == 202
         again = await http.post(f"/definitions/{definition_id}/runs", json=body)
     assert again.status_code == 409 and "already exists" in again.json()["detail"]
     unknown = await api_server.client(Role.OPERATOR).post("/definitions/nope-nope/runs", json={})
     assert unknown.status_code == 404
+
+
+LIMITS = """
+id: {id}
+inputs:
+  type: object
+  properties:
+    code: {{type: string, minLength: 3, maxLength: 8, pattern: "^[A-Z]+$"}}
+    count: {{type: integer, minimum: 1, maximum: 50, multipleOf: 5}}
+    ratio: {{type: number, exclusiveMinimum: 0, exclusiveMaximum: 1.5}}
+    tags: {{type: array, items: {{type: string}}, minItems: 1, maxItems: 3}}
+steps:
+  - {{id: echo, kind: set, with: {{code: "${{ .inputs.code }}"}}}}
+outputs: "${{ .steps.echo.output }}"
+"""
+
+
+async def test_the_input_form_keeps_every_limit_and_integer_limits_stay_integers(
+    api_server: ApiServer,
+) -> None:
+    definition_id = new_id()
+    async with api_server.client(Role.ADMIN) as admin:
+        await save(admin, LIMITS.format(id=definition_id))
+        response = await admin.get(f"/definitions/{definition_id}/input")
+    assert response.status_code == 200, response.text
+    fields = {field["name"]: field for field in response.json()["fields"]}
+    code, count, ratio, tags = fields["code"], fields["count"], fields["ratio"], fields["tags"]
+    assert (code["min_length"], code["max_length"], code["pattern"]) == (3, 8, "^[A-Z]+$")
+    assert (count["minimum"], count["maximum"], count["multiple_of"]) == (1, 50, 5)
+    assert all(type(count[name]) is int for name in ("minimum", "maximum", "multiple_of"))
+    assert '"minimum":1,' in response.text and "1.0" not in response.text
+    assert (ratio["exclusive_minimum"], ratio["exclusive_maximum"]) == (0, 1.5)
+    assert (tags["min_items"], tags["max_items"]) == (1, 3)
+
+
+async def test_a_null_parameter_is_named_null_not_python_none(api_server: ApiServer) -> None:
+    definition_id = new_id()
+    async with api_server.client(Role.ADMIN) as admin:
+        await save(admin, FORM.format(id=definition_id))
+        response = await admin.post(
+            f"/definitions/{definition_id}/runs", json={"params": {"customer_name": None, "limit": True}}
+        )
+    assert response.status_code == 422, response.text
+    violations = {v["path"]: v["message"] for v in response.json()["violations"]}
+    assert violations == {
+        "$.customer_name": "expected string, got null",
+        "$.limit": "expected integer, got true",
+    }
+    assert "None" not in response.text and "NoneType" not in response.text

@@ -89,8 +89,10 @@ async def test_an_interval_schedule_starts_runs_marked_as_scheduled(
 
         paused = (await http.post(f"/schedules/{created['id']}/pause", json={"note": "maintenance"})).json()
         assert paused["paused"] is True and paused["note"] == "maintenance"
+        assert paused["next_runs"] == []  # nothing is due while paused
+        assert (await http.get(f"/schedules/{created['id']}")).json()["next_runs"] == []
         unpaused = (await http.post(f"/schedules/{created['id']}/unpause")).json()
-        assert unpaused["paused"] is False
+        assert unpaused["paused"] is False and unpaused["next_runs"]
         assert (await http.delete(f"/schedules/{created['id']}")).status_code == 204
         gone = await http.get(f"/schedules/{created['id']}")
         assert gone.status_code == 404 and gone.headers["content-type"] == "application/problem+json"
@@ -116,9 +118,7 @@ async def test_a_cron_schedule_keeps_its_time_zone_and_can_be_triggered_and_list
         schedule = response.json()
         assert schedule["id"].startswith(f"{definition}-") and schedule["cron"] == ["0 6 * * MON-FRI"]
         assert schedule["paused"] and schedule["note"] == "starts next week"
-        for due in schedule["next_runs"]:
-            local = datetime.fromisoformat(due).astimezone(ZoneInfo("Europe/Paris"))
-            assert (local.hour, local.minute) == (6, 0) and local.weekday() < 5
+        assert schedule["next_runs"] == []  # created paused: nothing is due
         triggered = await http.post(f"/schedules/{schedule['id']}/trigger")
         assert triggered.status_code == 202
         run = await first_run(http, schedule["id"])
@@ -131,6 +131,12 @@ async def test_a_cron_schedule_keeps_its_time_zone_and_can_be_triggered_and_list
                 await asyncio.sleep(0.2)
         assert [item["id"] for item in listed] == [schedule["id"]]
         assert listed[0]["paused"] and listed[0]["time_zone"] == "Europe/Paris"
+        assert listed[0]["next_runs"] == []
+        unpaused = (await http.post(f"/schedules/{schedule['id']}/unpause")).json()
+        assert unpaused["next_runs"]
+        for due in unpaused["next_runs"]:
+            local = datetime.fromisoformat(due).astimezone(ZoneInfo("Europe/Paris"))
+            assert (local.hour, local.minute) == (6, 0) and local.weekday() < 5
         assert (await http.delete(f"/schedules/{schedule['id']}")).status_code == 204
 
 

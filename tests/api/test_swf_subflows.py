@@ -43,7 +43,7 @@ async def test_parent_saved_after_its_child_runs_the_child(api_server: ApiServer
         assert warnings == []  # the child was found in the store
     async with api_server.client(Role.OPERATOR) as http:
         started = await http.post(f"/definitions/onboard-{tag}/runs", json={"params": {"user": "Ada"}})
-        assert started.status_code == 201, started.text
+        assert started.status_code == 202, started.text
     output = await client.get_workflow_handle(started.json()["execution_id"]).result()
     assert output == {"greeting": "Hello Ada"}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rte.errors import json_type_name
 from workflows.params import ParamsError, parse_cli_params, validate_params
 
 SCHEMA = {
@@ -56,12 +57,12 @@ def test_every_violation_is_listed_with_its_path() -> None:
         )
     assert raised.value.violations == [
         {"path": "$.customer", "message": "is required"},
-        {"path": "$.email", "message": "'nope' is not a 'email'"},
+        {"path": "$.email", "message": '"nope" is not a "email"'},
         {"path": "$.extra", "message": "is not a declared parameter"},
-        {"path": "$.filter.max", "message": "'x' is not of type 'integer', 'null'"},
+        {"path": "$.filter.max", "message": 'expected integer or null, got "x"'},
         {"path": "$.limit", "message": "0 is less than the minimum of 1"},
-        {"path": "$.mode", "message": "'slow' is not one of ['fast', 'safe']"},
-        {"path": "$.tags[1]", "message": "2 is not of type 'string'"},
+        {"path": "$.mode", "message": '"slow" is not one of ["fast", "safe"]'},
+        {"path": "$.tags[1]", "message": "expected string, got 2"},
     ]
     assert raised.value.category == "validation"
     assert str(raised.value).startswith("invalid parameters: $.customer: is required; ")
@@ -112,3 +113,35 @@ def test_cli_keys_cannot_be_both_a_value_and_an_object() -> None:
     assert "expected a JSON object" in raised.value.violations[0]["message"]
     with pytest.raises(ParamsError, match="already set"):
         parse_cli_params({}, ["a=1", "a.b=2"])
+
+
+def test_violations_name_values_and_types_as_json_not_python() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "on": {"type": "boolean"}, "tags": {"type": "array"}},
+    }
+    with pytest.raises(ParamsError) as raised:
+        validate_params(schema, {"name": None, "on": "yes", "tags": {"a": 1}})
+    messages = {v["path"]: v["message"] for v in raised.value.violations}
+    assert messages == {
+        "$.name": "expected string, got null",
+        "$.on": 'expected boolean, got "yes"',
+        "$.tags": 'expected array, got {"a": 1}',
+    }
+    assert not any(word in str(raised.value) for word in ("None", "NoneType", "True", "dict"))
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        (None, "null"),
+        (True, "boolean"),
+        (1, "number"),
+        (1.5, "number"),
+        ("x", "string"),
+        ([1], "array"),
+        ({}, "object"),
+    ],
+)
+def test_type_names_in_error_texts_are_json_names(value: object, name: str) -> None:
+    assert json_type_name(value) == name

@@ -55,7 +55,7 @@ async def test_debug_and_recovery_through_the_api(api_server: ApiServer, client:
             f"/definitions/{definition_id}/runs",
             json={"params": {"n": 1}, "config": {"breakpoints": [{"step": "b"}]}},
         )
-        assert started.status_code == 201, started.text
+        assert started.status_code == 202, started.text
         execution = started.json()["execution_id"]
         debug_url = f"/executions/{execution}/debug"
         view = await _until(http, debug_url, lambda body: body["debug"]["paused"] is not None)
@@ -113,7 +113,7 @@ async def test_debug_and_recovery_through_the_api(api_server: ApiServer, client:
         await _until(http, f"/executions/{failing}", lambda body: body["status"] == "failed")
 
         resumed = await http.post(f"/executions/{failing}/resume")
-        assert resumed.status_code == 201, resumed.text
+        assert resumed.status_code == 202, resumed.text
         assert resumed.json()["new_execution_id"]
         bulk = await http.post(
             "/executions/recovery/bulk", json={"action": "retry", "ids": [failing, "no-such-execution"]}

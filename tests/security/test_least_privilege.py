@@ -81,7 +81,7 @@ async def paused_run(operator: httpx.AsyncClient, definition: str, step: str = "
     started = await operator.post(
         f"/definitions/{definition}/runs", json={"config": {"breakpoints": [{"step": step}]}}
     )
-    assert started.status_code == 201, started.text
+    assert started.status_code == 202, started.text
     execution = started.json()["execution_id"]
     await until(operator, f"/executions/{execution}/debug", lambda body: body["debug"]["paused"] is not None)
     return execution
@@ -158,7 +158,7 @@ async def test_a_url_from_run_parameters_cannot_take_the_secret_elsewhere(
         bad = await operator.post(
             f"/definitions/{definition}/runs", json={"params": {"url": f"{attacker.url}/x"}}
         )
-        assert good.status_code == bad.status_code == 201, bad.text
+        assert good.status_code == bad.status_code == 202, bad.text
         done = await until(
             operator, f"/executions/{good.json()['execution_id']}", lambda b: b["status"] != "running"
         )
@@ -262,4 +262,4 @@ async def test_swapping_the_stored_connection_behind_a_declared_one_needs_the_ad
         )
     assert direct.status_code == via_preset.status_code == 403, (direct.text, via_preset.text)
     assert direct.json()["rule"] == "connection_swap"
-    assert same.status_code == 201, same.text  # naming the declared connection itself is no swap
+    assert same.status_code == 202, same.text  # naming the declared connection itself is no swap

@@ -33,10 +33,11 @@ with workflow.unsafe.imports_passed_through():
 
     from rte import __version__
     from rte import temporal as sa
-    from rte.errors import EngineError
+    from rte.errors import EngineError, json_type_name
     from workflows.durations import parse_duration
     from workflows.expression_boundary import evaluate_template
     from workflows.expressions import truthy
+    from workflows.params import violation_message
     from workflows.plan import ACTIVITY_KINDS, CatchSpec, Plan, PlanBlock, PlanStep, RetrySpec, StepKind
     from workflows.run import Run, StepFailed, checkpoint
     from workflows.state import ErrorInfo, ExecutionInput, ItemsProgress, StepState, StepStatus, bounded
@@ -274,7 +275,7 @@ class Flow:
         if problem is not None:
             where = "".join(f"/{part}" for part in problem.absolute_path) or "/"
             error = engine_error(
-                "validation", f"{what} does not match its schema at {where}: {problem.message}"
+                "validation", f"{what} does not match its schema at {where}: {violation_message(problem)}"
             )
             raise StepFailed(with_problem(error, instance))
 
@@ -407,7 +408,9 @@ async def _loop(flow: Flow, task: TaskRun, data: Any) -> Any:
     if items is None:
         return data
     if not isinstance(items, list):
-        raise StepFailed(engine_error("expression", f"for.in must give an array, got {type(items).__name__}"))
+        raise StepFailed(
+            engine_error("expression", f"for.in must give an array, got {json_type_name(items)}")
+        )
     progress = flow.run.state.steps[step.path].items = ItemsProgress(total=len(items))
     output = data
     for index, item in enumerate(items):

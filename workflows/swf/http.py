@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from rte.errors import EngineError, ErrorCategory
+from rte.errors import EngineError, ErrorCategory, json_type_name
 from workflows.swf.expressions import whole_expression
 
 _VARIABLE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -68,7 +68,7 @@ def build_call(
         uri = evaluated["endpoint"]
         if not isinstance(uri, str):
             raise EngineError(
-                ErrorCategory.EXPRESSION, f"the endpoint expression gave {type(uri).__name__}, not a URI"
+                ErrorCategory.EXPRESSION, f"the endpoint expression gave {json_type_name(uri)}, not a URI"
             )
     else:
         uri = expand_uri(str(evaluated["endpoint"]), data)
@@ -135,7 +135,9 @@ def _authorization(scheme: str, values: dict[str, Any]) -> str:
 
 def _mapping(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise EngineError(ErrorCategory.VALIDATION, f"`{what}` must be an object, got {type(value).__name__}")
+        raise EngineError(
+            ErrorCategory.VALIDATION, f"`{what}` must be an object, got {json_type_name(value)}"
+        )
     return value
 
 

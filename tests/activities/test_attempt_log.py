@@ -15,8 +15,15 @@ from tests.support.http_server import Reply, TestServer
 FAILED = "Completing activity as failed"
 
 
-def _failed_attempts(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "temporalio.activity" and FAILED in r.getMessage()]
+def _failed_attempts(caplog: pytest.LogCaptureFixture, execution_id: str) -> list[logging.LogRecord]:
+    """This execution's failed-attempt lines (other tests' workers may still be logging)."""
+    return [
+        r
+        for r in caplog.records
+        if r.name == "temporalio.activity"
+        and FAILED in r.getMessage()
+        and f"'workflow_id': '{execution_id}'" in r.getMessage()
+    ]
 
 
 async def test_expected_step_failures_log_one_line_with_their_category(
@@ -44,7 +51,7 @@ steps:
 """
     )
     assert ok, state
-    records = _failed_attempts(caplog)
+    records = _failed_attempts(caplog, state.execution_id)
     by_category = {
         category: [r for r in records if f"{FAILED} [{category}]:" in r.getMessage()]
         for category in ("http_4xx", "http_5xx", "user_code")

@@ -112,7 +112,7 @@ class ExecutionErrors(BaseModel):
 
 
 class ApplyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON types as documented (api.models._In)
 
     suggestion: Literal["retry", "verify_connection", "raise_timeout", "lower_concurrency"]
     apply: bool = Field(

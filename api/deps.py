@@ -77,13 +77,16 @@ _api_key_header = APIKeyHeader(
 
 
 def _presented_key(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value:
-            raise Problem(401, "Unauthorized", "use 'Authorization: Bearer <API key>'")
-        return value.strip()
-    return request.headers.get("x-api-key")
+    header, api_key = request.headers.get("authorization"), request.headers.get("x-api-key")
+    if not header:
+        return api_key
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Problem(401, "Unauthorized", "use 'Authorization: Bearer <API key>'")
+    if api_key is not None and api_key != value.strip():
+        # Ambiguous credentials are refused rather than one of them silently ignored.
+        raise Problem(401, "Unauthorized", "two different API keys (Authorization and X-API-Key): send one")
+    return value.strip()
 
 
 def require(role: Role):  # type: ignore[no-untyped-def]

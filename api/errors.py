@@ -45,9 +45,6 @@ _STATUS = {
     ErrorCategory.HTTP_5XX: 502,
     ErrorCategory.RATE_LIMIT: 429,
 }
-# Every status `EngineError` can be answered with (the OpenAPI document declares them).
-ENGINE_ERROR_STATUSES = frozenset({400, *_STATUS.values()})
-
 # gRPC status → (HTTP status, title). Unlisted codes (UNKNOWN, INTERNAL, UNAVAILABLE, …) are 503.
 _RPC_STATUS: dict[RPCStatusCode, tuple[int, str]] = {
     RPCStatusCode.INVALID_ARGUMENT: (400, "Refused by Temporal"),

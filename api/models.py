@@ -93,9 +93,11 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 class _In(BaseModel):
-    """Request bodies refuse unknown fields, so a typo is an error rather than silently ignored."""
+    """Request bodies refuse unknown fields, so a typo is an error rather than silently ignored, and
+    take JSON types as the schema says them: `0` is not a boolean nor `"5"` an integer (strict).
+    Fields whose JSON form is text for a richer Python type (enums, date-times) opt out per field."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # Definitions and compilations ---------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AdminKey, StoreDep
 from api.errors import Problem
@@ -15,8 +15,10 @@ router = APIRouter(prefix="/keys", tags=["access control"])
 
 
 class KeyCreate(BaseModel):
+    model_config = ConfigDict(strict=True)  # JSON types as documented (api.models._In)
+
     name: str = Field(min_length=1, max_length=200, examples=["ci pipeline"])
-    role: Role = Field(examples=["operator"])
+    role: Role = Field(examples=["operator"], strict=False)  # an enum: its JSON form is text
     expires_in_days: int | None = Field(None, ge=1, le=3650)
 
 

@@ -59,7 +59,7 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
 
 
 class ScheduleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # JSON types as documented (api.models._In)
 
     id: str | None = Field(
         None,

@@ -47,6 +47,10 @@ async def webhook(
     query: Annotated[str | None, Depends(_token_query)],
 ) -> WebhookInfo:
     """Marker dependency of webhook routes: the caller proves itself with the webhook's token, not an API key."""
+    if header and query and header != query:  # ambiguous: refused rather than one silently ignored
+        raise Problem(
+            401, "Unauthorized", "two different webhook tokens (X-Webhook-Token and ?token=): send one"
+        )
     token = header or query
     if not token:
         raise Problem(401, "Unauthorized", "a webhook token is required: header X-Webhook-Token or ?token=")

@@ -4,7 +4,6 @@ a worker for its executions, and one API key per role."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 import uuid
@@ -23,12 +22,6 @@ from rte.config import Settings
 from rte.store import Store
 from rte.store.api_keys import Role
 from worker.main import build_worker
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
@@ -56,10 +49,8 @@ def api_settings(client: Client, settings: Settings) -> Settings:
 @contextmanager
 def serve(app: FastAPI) -> Iterator[str]:
     """Serve `app` with uvicorn on a free 127.0.0.1 port (in a thread); yields its base URL."""
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
+    # Port 0: the kernel picks the port as uvicorn binds, so no other process can take it first.
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -67,6 +58,7 @@ def serve(app: FastAPI) -> Iterator[str]:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the API did not start")
         time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

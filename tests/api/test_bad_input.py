@@ -112,6 +112,15 @@ async def test_malformed_json_wrong_types_and_unknown_fields_are_422_problems(
         assert_problem(broken, 422)
         not_a_list = await http.post("/executions/bulk", json={"action": "cancel", "ids": "abc"})
         assert_problem(not_a_list, 422)
+        # JSON types as the schema says: 0 is not a boolean, "5" not an integer.
+        zero = await http.patch(
+            f"/presets/{preset}", json={"config": {"breakpoints": [{"step": "hello", "enabled": 0}]}}
+        )
+        assert_problem(zero, 422)
+        assert zero.json()["violations"][0]["path"] == "$.config.breakpoints.0.enabled"
+        text = await http.patch(f"/presets/{preset}", json={"config": {"max_concurrency": "5"}})
+        assert_problem(text, 422)
+        assert text.json()["violations"][0]["path"] == "$.config.max_concurrency"
         assert await snapshot(http, stored) == before
     assert (await store.connections.resolve(connection)).secret == {"token": "keep-me"}
 

@@ -124,10 +124,17 @@ def test_api_keys_are_declared_as_bearer_and_header_schemes_on_every_protected_o
 
 
 async def test_both_declared_schemes_authenticate_as_documented(api_server: ApiServer) -> None:
-    key = api_server.keys[Role.VIEWER]
+    key, other = api_server.keys[Role.VIEWER], api_server.keys[Role.ADMIN]
     async with httpx.AsyncClient(base_url=api_server.url, timeout=30) as http:
-        for headers in ({"Authorization": f"Bearer {key}"}, {"X-API-Key": key}):
+        for headers in (
+            {"Authorization": f"Bearer {key}"},
+            {"X-API-Key": key},
+            {"Authorization": f"Bearer {key}", "X-API-Key": key},
+        ):
             assert (await http.get("/definitions", headers=headers)).status_code == 200, headers
+        # Two different keys are ambiguous: refused, rather than one of them silently ignored.
+        both = await http.get("/definitions", headers={"Authorization": f"Bearer {key}", "X-API-Key": other})
+        assert both.status_code == 401 and "two different API keys" in both.json()["detail"]
         refused = await http.get("/definitions")
         assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith("Bearer")
         assert refused.headers["content-type"] == "application/problem+json"
@@ -150,3 +157,26 @@ def test_every_operation_that_starts_an_execution_answers_202_accepted(document:
         label: sorted(s for s in by_label[label]["responses"] if s.startswith("2")) for label in starts
     }
     assert answers == dict.fromkeys(starts, ["202"])
+
+
+async def test_two_different_webhook_tokens_are_refused(api_server: ApiServer) -> None:
+    source = "id: hooked\nsteps:\n  - {id: hello, kind: set, with: {text: hi}}\n"
+    async with api_server.client(Role.ADMIN) as admin:
+        assert (await admin.put("/definitions/hooked", json={"source": source})).status_code in (200, 201)
+        first = (await admin.post("/webhooks", json={"definition_id": "hooked", "name": "a"})).json()
+        second = (await admin.post("/webhooks", json={"definition_id": "hooked", "name": "b"})).json()
+    async with httpx.AsyncClient(timeout=30) as sender:
+        both = await sender.post(
+            first["url"],
+            json={},
+            headers={"X-Webhook-Token": first["token"]},
+            params={"token": second["token"]},
+        )
+        assert both.status_code == 401 and "two different webhook tokens" in both.json()["detail"]
+        same = await sender.post(
+            first["url"],
+            json={},
+            headers={"X-Webhook-Token": first["token"]},
+            params={"token": first["token"]},
+        )
+        assert same.status_code == 202, same.text

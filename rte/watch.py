@@ -10,6 +10,10 @@ the workflow's pending activities (attempt > 1); while an activity step is in fl
 the watcher re-reads them on a growing backoff (0.5 s up to 5 s) so a retry is seen without waiting
 for the step to end.
 
+`follow_logs` follows an execution's log lines the same way: the log table has no change
+notifications, so it wakes on the history long-poll and at least every second (a failed attempt
+that Temporal retries writes logs but no history event).
+
 `SharedWatch` lets many readers in one process (an API replica's SSE clients) share one watch of an
 execution: one long-poll and one query per change, however many clients follow it.
 """
@@ -30,6 +34,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
+from rte.store.repositories import MAX_PAGE, LogLevel, LogRepository, LogRow
 from workflows.plan import ACTIVITY_KINDS
 from workflows.state import ErrorInfo, ExecutionState, ExecutionStatus, StepStatus
 
@@ -38,6 +43,8 @@ MIN_INTERVAL_S = 0.02
 QUERY_TIMEOUT = timedelta(seconds=10)
 # Re-reads of pending activities while an activity step runs: retries write no history event.
 RETRY_PROBE_S = (0.5, 1.0, 2.0, 4.0, 5.0)
+# The longest a log tail goes without looking at the log table (see the module docstring).
+LOG_TAIL_MAX_WAIT_S = 1.0
 # A worker polls its task queue continuously; one not seen for this long is gone.
 POLLER_FRESH_S = 90
 # How often a watch with an overlay reads what the worker reported, while an activity step may run.
@@ -169,6 +176,52 @@ async def watch(
             pause = MIN_INTERVAL_S - (asyncio.get_running_loop().time() - read_at)
             if pause > 0:
                 await asyncio.sleep(pause)
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await follower
+
+
+async def follow_logs(
+    logs: LogRepository,
+    client: Client,
+    execution_id: str,
+    *,
+    after_id: int | None = None,
+    min_level: LogLevel | None = None,
+    max_wait_s: float = LOG_TAIL_MAX_WAIT_S,
+) -> AsyncIterator[LogRow]:
+    """The execution's log lines after `after_id`, in write order, as they are written; ends once the
+    execution has closed (or has no history) and every line written until then was yielded."""
+    handle = client.get_workflow_handle(execution_id)
+    changed = asyncio.Event()
+    closed = asyncio.Event()
+
+    async def follow_history() -> None:
+        try:
+            async for _event in handle.fetch_history_events(wait_new_event=True):
+                changed.set()
+        except RPCError:
+            pass  # no history (deleted, or never existed): only the lines already written remain
+        finally:
+            closed.set()
+            changed.set()
+
+    follower = asyncio.create_task(follow_history())
+    try:
+        while True:
+            ended = closed.is_set()  # before draining: nothing is written after the close
+            while rows := await logs.query(
+                execution_id, min_level=min_level, after_id=after_id, limit=MAX_PAGE
+            ):
+                for row in rows:
+                    yield row
+                after_id = rows[-1].id
+            if ended:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), max_wait_s)
+            changed.clear()
     finally:
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

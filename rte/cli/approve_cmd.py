@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from temporalio.client import RPCError, WorkflowUpdateFailedError
 
-from rte.cli._common import err_console, fail, run_async, settings_from
-from rte.temporal import connect
+from rte.cli._common import DataDirOpt, connect_client, err_console, fail, run_async, settings_from
 from workflows.state import ApprovalDecision
 
 
@@ -33,9 +33,10 @@ def approve(
     comment: CommentOpt = None,
     payload: PayloadOpt = None,
     item: ItemOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Approve a waiting approval step."""
-    run_async(_decide(execution, step, True, by, comment, payload, item))
+    run_async(_decide(execution, step, True, by, comment, payload, item, data_dir))
 
 
 def reject(
@@ -45,9 +46,10 @@ def reject(
     comment: CommentOpt = None,
     payload: PayloadOpt = None,
     item: ItemOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Reject a waiting approval step (the step fails with category 'rejected')."""
-    run_async(_decide(execution, step, False, by, comment, payload, item))
+    run_async(_decide(execution, step, False, by, comment, payload, item, data_dir))
 
 
 async def _decide(
@@ -58,6 +60,7 @@ async def _decide(
     comment: str | None,
     payload: str | None,
     item: int | None,
+    data_dir: Path | None,
 ) -> int:
     data: Any = None
     if payload is not None:
@@ -65,8 +68,7 @@ async def _decide(
             data = json.loads(payload)
         except json.JSONDecodeError as error:
             fail(f"--payload is not valid JSON: {error.msg}")
-    settings = settings_from()
-    client = await connect(settings)
+    client = await connect_client(settings_from(data_dir=data_dir))
     decision = ApprovalDecision(
         step=step, item_index=item, approved=approved, by=by, comment=comment, payload=data
     )
@@ -76,5 +78,5 @@ async def _decide(
         fail(str(error.cause.message if error.cause and hasattr(error.cause, "message") else error), code=1)
     except RPCError as error:
         fail(f"cannot decide on execution '{execution}': {error.message}", code=1)
-    err_console.print(f"{'approved' if approved else 'rejected'} {step} of {execution}")
+    err_console.print(f"{'approved' if approved else 'rejected'} {step} of {execution}", markup=False)
     return 0

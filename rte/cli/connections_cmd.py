@@ -12,9 +12,8 @@ from typing import Annotated
 
 import typer
 
-from rte.cli._common import err_console, fail, run_async, settings_from
+from rte.cli._common import DataDirOpt, err_console, fail, open_store, run_async, settings_from
 from rte.errors import EngineError
-from rte.store import Store
 
 connections = typer.Typer(help="Connections (credentials) for http and ai steps.", no_args_is_help=True)
 
@@ -56,13 +55,14 @@ def set_connection(
         list[str] | None, typer.Option("--secret", help="Secret key=value, key=@file or key=- (stdin).")
     ] = None,
     database_url: Annotated[str | None, typer.Option(help="SQL store URL.")] = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Create or replace a connection."""
     config_values = _pairs(config or [], "--config", secret=False)
     secret_values = _pairs(secret or [], "--secret", secret=True)
 
     async def go() -> int:
-        store = await Store.open(settings_from(database_url=database_url))
+        store = await open_store(settings_from(database_url=database_url, data_dir=data_dir), create=True)
         try:
             info = await store.connections.put(connection_id, type_, config_values, secret_values)
         except EngineError as error:
@@ -78,11 +78,14 @@ def set_connection(
 
 
 @connections.command("list")
-def list_connections(database_url: Annotated[str | None, typer.Option(help="SQL store URL.")] = None) -> None:
+def list_connections(
+    database_url: Annotated[str | None, typer.Option(help="SQL store URL.")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
     """List connections (never their secrets)."""
 
     async def go() -> int:
-        store = await Store.open(settings_from(database_url=database_url))
+        store = await open_store(settings_from(database_url=database_url, data_dir=data_dir), create=False)
         try:
             for info in await store.connections.list_public():
                 print(f"{info.id}  {info.type:8}  {info.config}  secrets: {', '.join(info.secret_fields)}")
@@ -97,11 +100,12 @@ def list_connections(database_url: Annotated[str | None, typer.Option(help="SQL 
 def delete_connection(
     connection_id: Annotated[str, typer.Argument(help="Connection id.")],
     database_url: Annotated[str | None, typer.Option(help="SQL store URL.")] = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Delete a connection."""
 
     async def go() -> int:
-        store = await Store.open(settings_from(database_url=database_url))
+        store = await open_store(settings_from(database_url=database_url, data_dir=data_dir), create=False)
         try:
             if not await store.connections.delete(connection_id):
                 fail(f"no connection '{connection_id}'", code=1)

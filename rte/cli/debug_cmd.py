@@ -8,16 +8,16 @@ worker serves — attaching to one that is running, or one started in debug mode
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel
 from temporalio.client import RPCError, WorkflowQueryFailedError, WorkflowUpdateFailedError
 
-from rte.cli._common import err_console, fail, run_async, settings_from
+from rte.cli._common import DataDirOpt, connect_client, err_console, fail, run_async, settings_from
 from rte.debug_evaluation import evaluate_at_pause
 from rte.recovery import RecoveryError, recorded_steps
-from rte.temporal import connect
 from workflows.state import (
     Breakpoint,
     BreakpointChange,
@@ -47,8 +47,8 @@ def _json(text: str, option: str) -> Any:
         fail(f"{option} is not valid JSON: {error.msg}")
 
 
-async def _update(execution: str, name: str, argument: BaseModel) -> int:
-    client = await connect(settings_from())
+async def _update(execution: str, name: str, argument: BaseModel, data_dir: Path | None) -> int:
+    client = await connect_client(settings_from(data_dir=data_dir))
     try:
         state = await client.get_workflow_handle(execution).execute_update(
             name, argument, result_type=ExecutionState
@@ -61,8 +61,10 @@ async def _update(execution: str, name: str, argument: BaseModel) -> int:
     return 0
 
 
-async def _query(execution: str, name: str, *args: Any, result_type: Any = None) -> Any:
-    client = await connect(settings_from())
+async def _query(
+    execution: str, name: str, *args: Any, result_type: Any = None, data_dir: Path | None = None
+) -> Any:
+    client = await connect_client(settings_from(data_dir=data_dir))
     try:
         return await client.get_workflow_handle(execution).query(name, *args, result_type=result_type)
     except (WorkflowQueryFailedError, RPCError) as error:
@@ -70,8 +72,9 @@ async def _query(execution: str, name: str, *args: Any, result_type: Any = None)
 
 
 def _command(action: str) -> Any:
-    def run(execution: ExecutionArg, by: ByOpt = "cli") -> None:
-        run_async(_update(execution, "debug_command", DebugCommand(action=action, by=by)))  # type: ignore[arg-type]
+    def run(execution: ExecutionArg, by: ByOpt = "cli", data_dir: DataDirOpt = None) -> None:
+        command = DebugCommand(action=action, by=by)  # type: ignore[arg-type]
+        run_async(_update(execution, "debug_command", command, data_dir))
 
     run.__doc__ = {
         "pause": "Pause at the next step boundary (attaches the debugger).",
@@ -89,19 +92,27 @@ for _action in ("pause", "continue", "step_over", "step_into", "step_out"):
 
 @debug.command("run-to")
 def run_to(
-    execution: ExecutionArg, step: Annotated[str, typer.Argument(help="Step id or path.")], by: ByOpt = "cli"
+    execution: ExecutionArg,
+    step: Annotated[str, typer.Argument(help="Step id or path.")],
+    by: ByOpt = "cli",
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Continue until the step is about to run."""
-    run_async(_update(execution, "debug_command", DebugCommand(action="run_to", target=step, by=by)))
+    command = DebugCommand(action="run_to", target=step, by=by)
+    run_async(_update(execution, "debug_command", command, data_dir))
 
 
 @debug.command("status")
-def status(execution: ExecutionArg) -> None:
+def status(execution: ExecutionArg, data_dir: DataDirOpt = None) -> None:
     """Where the execution is paused and why, breakpoints, audit trail, and the variables in scope."""
 
     async def show() -> int:
-        state = await _query(execution, "state", result_type=ExecutionState)
-        scope = await _query(execution, "debug_scope", result_type=dict) if state.debug.paused else None
+        state = await _query(execution, "state", result_type=ExecutionState, data_dir=data_dir)
+        scope = (
+            await _query(execution, "debug_scope", result_type=dict, data_dir=data_dir)
+            if state.debug.paused
+            else None
+        )
         _print({"status": state.status.value, "debug": state.debug.model_dump(mode="json"), "scope": scope})
         return 0
 
@@ -118,15 +129,18 @@ def add_breakpoint(
     ] = None,
     items: Annotated[str | None, typer.Option("--items", help="for_each item indexes, e.g. 3,7.")] = None,
     by: ByOpt = "cli",
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Add a breakpoint."""
     if when not in ("before", "after", "error"):
         fail("--when is before, after or error")
-    indexes = [int(part) for part in items.split(",")] if items else None
+    try:
+        indexes = [int(part) for part in items.split(",")] if items else None
+    except ValueError:
+        fail(f"--items takes item indexes separated by commas, e.g. 3,7 — not '{items}'")
     breakpoint = Breakpoint(step=step, when=when, condition=condition, items=indexes)  # type: ignore[arg-type]
-    run_async(
-        _update(execution, "debug_breakpoint", BreakpointChange(action="add", breakpoint=breakpoint, by=by))
-    )
+    change = BreakpointChange(action="add", breakpoint=breakpoint, by=by)
+    run_async(_update(execution, "debug_breakpoint", change, data_dir))
 
 
 def _change(action: str) -> Any:
@@ -134,9 +148,10 @@ def _change(action: str) -> Any:
         execution: ExecutionArg,
         breakpoint_id: Annotated[str, typer.Argument(help="Breakpoint id (bp1…).")],
         by: ByOpt = "cli",
+        data_dir: DataDirOpt = None,
     ) -> None:
         change = BreakpointChange(action=action, id=breakpoint_id, by=by)  # type: ignore[arg-type]
-        run_async(_update(execution, "debug_breakpoint", change))
+        run_async(_update(execution, "debug_breakpoint", change, data_dir))
 
     run.__doc__ = f"{action.capitalize()} a breakpoint."
     return run
@@ -148,14 +163,20 @@ for _action in ("enable", "disable", "remove"):
 
 @debug.command("eval")
 def evaluate(
-    execution: ExecutionArg, expression: Annotated[str, typer.Argument(help="jq expression.")]
+    execution: ExecutionArg,
+    expression: Annotated[str, typer.Argument(help="jq expression.")],
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Evaluate a jq expression against the paused scope (bounded in time and size)."""
 
     async def show() -> int:
         result = await evaluate_at_pause(
             lambda name, argument, result_type: _query(
-                execution, name, *([argument] if argument is not None else []), result_type=result_type
+                execution,
+                name,
+                *([argument] if argument is not None else []),
+                result_type=result_type,
+                data_dir=data_dir,
             ),
             expression,
         )
@@ -173,21 +194,23 @@ def set_variable(
     path: Annotated[str, typer.Argument(help="inputs.x, steps.<id>.output…, item…, input…")],
     value: Annotated[str, typer.Argument(help="The new value, as JSON.")],
     by: ByOpt = "cli",
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Edit a variable or the next step's input while paused (audited)."""
     edit = VariableEdit(path=path, value=_json(value, "VALUE"), by=by)
-    run_async(_update(execution, "debug_edit", edit))
+    run_async(_update(execution, "debug_edit", edit, data_dir))
 
 
 @debug.command("replay")
 def replay(
     execution: ExecutionArg,
     at: Annotated[int | None, typer.Option("--at", help="Only this recorded step (0-based).")] = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Step through a finished execution's recorded steps with the variables as they were."""
 
     async def show() -> int:
-        client = await connect(settings_from())
+        client = await connect_client(settings_from(data_dir=data_dir))
         try:
             frames = await recorded_steps(client, execution)
         except RecoveryError as error:

@@ -6,8 +6,7 @@ from typing import Annotated
 
 import typer
 
-from rte.cli._common import err_console, fail, run_async, settings_from
-from rte.store import Store
+from rte.cli._common import DataDirOpt, err_console, fail, open_store, run_async, settings_from
 from rte.store.api_keys import Role
 
 keys = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
@@ -22,13 +21,14 @@ def create(
     name: Annotated[str, typer.Option("--name", help="Who or what uses the key.")],
     role: Annotated[str, typer.Option("--role", help="viewer, operator or admin.")] = "viewer",
     database_url: Annotated[str | None, typer.Option(help="SQL store URL.")] = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Create a key and print it (shown only this once)."""
     if role not in {r.value for r in Role}:
         fail(f"--role must be one of viewer, operator, admin — not '{role}'")
 
     async def go() -> int:
-        store = await Store.open(settings_from(database_url=database_url))
+        store = await open_store(settings_from(database_url=database_url, data_dir=data_dir), create=True)
         try:
             created = await store.api_keys.create(name, role)
         finally:
@@ -41,11 +41,14 @@ def create(
 
 
 @keys.command("list")
-def list_keys(database_url: Annotated[str | None, typer.Option(help="SQL store URL.")] = None) -> None:
+def list_keys(
+    database_url: Annotated[str | None, typer.Option(help="SQL store URL.")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
     """List keys (never their secrets)."""
 
     async def go() -> int:
-        store = await Store.open(settings_from(database_url=database_url))
+        store = await open_store(settings_from(database_url=database_url, data_dir=data_dir), create=False)
         try:
             for info in await store.api_keys.list():
                 state = "revoked" if info.revoked_at else "active"
@@ -61,11 +64,12 @@ def list_keys(database_url: Annotated[str | None, typer.Option(help="SQL store U
 def revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (see `rte keys list`).")],
     database_url: Annotated[str | None, typer.Option(help="SQL store URL.")] = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Revoke a key at once."""
 
     async def go() -> int:
-        store = await Store.open(settings_from(database_url=database_url))
+        store = await open_store(settings_from(database_url=database_url, data_dir=data_dir), create=False)
         try:
             if not await store.api_keys.revoke(key_id):
                 fail(f"no active key with id '{key_id}'", code=1)

@@ -4,16 +4,17 @@ ids, or every execution matching a filter — answered per execution)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from temporalio.client import Client, RPCError, WorkflowUpdateFailedError
 
 from api import visibility
+from api.errors import Problem
 from api.models import BulkFilter
-from rte.cli._common import err_console, fail, run_async, settings_from
+from rte.cli._common import DataDirOpt, connect_client, err_console, fail, run_async, settings_from
 from rte.recovery import RecoveryError, resume_from_failure, retry_from_scratch
-from rte.temporal import connect
 from workflows.state import ExecutionState, RecoveryDecision
 
 recover = typer.Typer(
@@ -50,6 +51,7 @@ def decide(
     ] = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded).")] = None,
     by: Annotated[str, typer.Option("--by", help="Who decides (recorded).")] = "cli",
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Retry, skip or fail a step that waits after its error (on_error: pause)."""
     if action not in ("retry", "skip", "fail"):
@@ -65,7 +67,7 @@ def decide(
     )
 
     async def send() -> int:
-        client = await connect(settings_from())
+        client = await connect_client(settings_from(data_dir=data_dir))
         try:
             state = await client.get_workflow_handle(execution).execute_update(
                 "decide_recovery", decision, result_type=ExecutionState
@@ -74,7 +76,7 @@ def decide(
             fail(str(getattr(error.cause, "message", None) or error), code=1)
         except RPCError as error:
             fail(f"cannot reach execution '{execution}': {error.message}", code=1)
-        err_console.print(f"{action} {step} of {execution} (execution {state.status.value})")
+        err_console.print(f"{action} {step} of {execution} (execution {state.status.value})", markup=False)
         return 0
 
     run_async(send())
@@ -96,9 +98,10 @@ def retry(
     status: StatusOpt = None,
     limit: LimitOpt = 100,
     task_queue: QueueOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Start executions again from scratch with the same parameters."""
-    run_async(_each(ids, definition, status, limit, task_queue, resume=False))
+    run_async(_each(ids, definition, status, limit, task_queue, data_dir, resume=False))
 
 
 @recover.command("resume")
@@ -108,9 +111,10 @@ def resume(
     status: StatusOpt = None,
     limit: LimitOpt = 100,
     task_queue: QueueOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Resume executions from their failure, reusing the outputs of the steps that succeeded."""
-    run_async(_each(ids, definition, status, limit, task_queue, resume=True))
+    run_async(_each(ids, definition, status, limit, task_queue, data_dir, resume=True))
 
 
 async def _each(
@@ -119,11 +123,12 @@ async def _each(
     status: list[str] | None,
     limit: int,
     task_queue: str | None,
+    data_dir: Path | None,
     *,
     resume: bool,
 ) -> int:
-    settings = settings_from()
-    client = await connect(settings)
+    settings = settings_from(data_dir=data_dir)
+    client = await connect_client(settings)
     targets = list(ids or []) or await _matching(client, definition, status, limit)
     if not targets:
         fail("no execution given or matched", code=1)
@@ -149,5 +154,8 @@ async def _matching(
         query_filter = BulkFilter(definition_id=definition, status=status or ["failed"])  # type: ignore[arg-type]
     except ValueError as error:
         fail(f"invalid filter: {error}")
-    query = visibility.build_query(query_filter)
-    return [info.execution.workflow_id async for info in visibility.iterate(client, query, limit)]
+    try:
+        query = visibility.build_query(query_filter)
+        return [info.execution.workflow_id async for info in visibility.iterate(client, query, limit)]
+    except Problem as problem:
+        fail(problem.detail, code=2 if problem.status < 500 else 1)

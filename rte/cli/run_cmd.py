@@ -7,16 +7,28 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
+from api.visibility import temporal_ui_url
 from rte import json_input
-from rte.cli._common import err_console, fail, run_async, settings_from
+from rte.cli._common import (
+    DataDirOpt,
+    Output,
+    OutputOpt,
+    command_line,
+    connect_client,
+    err_console,
+    fail,
+    open_optional_store,
+    run_async,
+    settings_from,
+)
 from rte.cli.progress import ProgressView
 from rte.config import Settings
 from rte.errors import EngineError
 from rte.executions import outcome, start_execution
 from rte.store import Store
 from rte.store.catalog import load_swf_catalog
-from rte.temporal import connect
 from rte.watch import NoWorkerError, watch
 from workflows.compiler import compile_file
 from workflows.diagnostics import format_diagnostic
@@ -37,7 +49,7 @@ def run(
     input_: Annotated[
         str | None, typer.Option("--input", help="Run parameters as JSON, or @file.json.")
     ] = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="text or json.")] = "text",
+    output: OutputOpt = Output.TEXT,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Start and print the execution id.")] = False,
     execution_id: Annotated[
         str | None, typer.Option("--id", help="Execution id (default: generated).")
@@ -46,12 +58,15 @@ def run(
     namespace: Annotated[str | None, typer.Option(help="Temporal namespace.")] = None,
     task_queue: Annotated[str | None, typer.Option(help="Task queue of the workers.")] = None,
     database_url: Annotated[str | None, typer.Option(help="SQL store URL.")] = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Run a workflow and follow it live; exits 1 when the execution fails."""
-    if output not in ("text", "json"):
-        fail(f"--output must be 'text' or 'json', not '{output}'")
     settings = settings_from(
-        temporal_address=address, namespace=namespace, task_queue=task_queue, database_url=database_url
+        data_dir=data_dir,
+        temporal_address=address,
+        namespace=namespace,
+        task_queue=task_queue,
+        database_url=database_url,
     )
     run_async(_run(file, param or [], input_, output, detach, execution_id, settings))
 
@@ -79,7 +94,8 @@ def _load_params(schema: dict[str, Any], pairs: list[str], input_: str | None) -
     except ParamsError as error:
         for violation in error.violations:
             err_console.print(
-                f"[red]invalid parameter[/] {violation['path']}: {violation['message']}", highlight=False
+                f"[red]invalid parameter[/] {escape(violation['path'])}: {escape(violation['message'])}",
+                highlight=False,
             )
         fail(
             "the run parameters do not match the workflow's input schema",
@@ -89,22 +105,12 @@ def _load_params(schema: dict[str, Any], pairs: list[str], input_: str | None) -
         fail(str(error))
 
 
-async def _open_store(settings: Settings) -> Store | None:
-    """The store records the definition that runs and knows the workflows `run: workflow` may name;
-    without it the run still goes on (self-contained workflows only, nothing recorded)."""
-    try:
-        return await Store.open(settings)
-    except Exception as error:  # noqa: BLE001 - the store is a record here, not a requirement
-        err_console.print(f"[yellow]warning:[/] definition store unavailable: {error}", highlight=False)
-        return None
-
-
-async def _save_definition(store: Store, plan: Plan, source: str) -> str:
-    """Record the definition version that runs."""
+async def save_definition(store: Store, plan: Plan, source: str) -> str:
+    """Record a definition's version (a new one when its plan changed); answers the version."""
     return await store.definitions.save(
         plan.definition_id,
         plan.name,
-        plan.description,
+        plan.description or "",
         plan.source_format,
         source,
         plan.model_dump(mode="json", by_alias=True),
@@ -116,14 +122,16 @@ async def _run(
     file: Path,
     pairs: list[str],
     input_: str | None,
-    output: str,
+    output: Output,
     detach: bool,
     execution_id: str | None,
     settings: Settings,
 ) -> int:
     if not file.is_file():
         fail(f"'{file}' does not exist or is not a file")
-    store = await _open_store(settings)
+    # The store records the definition that runs and knows the workflows `run: workflow` may name;
+    # without it the run still goes on (self-contained workflows only, nothing recorded).
+    store = await open_optional_store(settings)
     try:
         return await _run_with(store, file, pairs, input_, output, detach, execution_id, settings)
     finally:
@@ -136,7 +144,7 @@ async def _run_with(
     file: Path,
     pairs: list[str],
     input_: str | None,
-    output: str,
+    output: Output,
     detach: bool,
     execution_id: str | None,
     settings: Settings,
@@ -144,17 +152,14 @@ async def _run_with(
     catalog = await load_swf_catalog(store.definitions) if store else WorkflowCatalog()
     compilation = compile_file(file, catalog=catalog)
     for diagnostic in compilation.diagnostics:
-        if diagnostic.severity == "error" or output == "text":
+        if diagnostic.severity == "error" or output == Output.TEXT:
             err_console.print(format_diagnostic(diagnostic, str(file)), highlight=False, markup=False)
     if not compilation.ok or compilation.plan is None:
         fail(f"{file} does not compile", hint=f"run `rte compile {file}` for details")
     params = _load_params(compilation.plan.input_schema, pairs, input_)
-    version = await _save_definition(store, compilation.plan, file.read_text()) if store else None
+    version = await save_definition(store, compilation.plan, file.read_text()) if store else None
     plan = compilation.plan
-    try:
-        client = await connect(settings)
-    except Exception as error:  # noqa: BLE001 - any connection failure gets the same advice
-        fail(f"cannot reach Temporal at {settings.temporal_address}: {error}", hint="start it with `rte up`")
+    client = await connect_client(settings)
     # The store also holds large parameters and outputs (claim check: rte/claim_check.py).
     payloads = store.payloads if store else None
     try:
@@ -171,31 +176,37 @@ async def _run_with(
         )
     except EngineError as error:
         fail(error.message)
-    ui = f"{settings.temporal_ui_url}/namespaces/{settings.namespace}/workflows/{handle.id}"
+    ui = temporal_ui_url(settings, handle.id)
     if detach:
-        if output == "json":
+        if output == Output.JSON:
             print(json.dumps({"execution_id": handle.id, "run_id": handle.result_run_id}))
         else:
             print(handle.id)
         return 0
-    err_console.print(f"execution [bold]{handle.id}[/] started — {ui}", highlight=False)
+    err_console.print(f"execution [bold]{escape(handle.id)}[/] started — {ui}", highlight=False)
     try:
-        with ProgressView(err_console) as view:
+        with ProgressView(err_console, settings) as view:
             async for state in watch(client, handle.id):
                 view.update(state)
     except NoWorkerError as error:
-        fail(str(error), hint=f"the execution {handle.id} is durable and will run when a worker starts")
+        fail(
+            str(error),
+            code=1,
+            hint=f"the execution {handle.id} is durable and will run when a worker starts; follow it "
+            f"then with `{command_line(settings, 'status', handle.id)}`",
+        )
     try:
         ok, result = await outcome(handle, payloads)
     except EngineError as error:
-        fail(f"the execution ended but its output cannot be read: {error.message}")
-    if output == "json":
+        fail(f"the execution ended but its output cannot be read: {error.message}", code=1)
+    if output == Output.JSON:
         print(json.dumps(result, indent=2, default=str))
     elif ok:
         err_console.print("[green]completed[/]")
         print(json.dumps(result, indent=2, default=str))
     else:
-        err_console.print(
-            f"[bold red]failed[/] [{result.get('category')}] {result.get('message')}", highlight=False
-        )
+        # escape: `[category]` is not Rich markup.
+        line = f"[{result.get('category')}] {result.get('message')}"
+        err_console.print(f"[bold red]failed[/] {escape(line)}", highlight=False)
+        err_console.print(f"  details: {command_line(settings, 'status', handle.id)} — {ui}", markup=False)
     return 0 if ok else 1

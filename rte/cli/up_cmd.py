@@ -8,6 +8,7 @@ second `rte up` finds the earlier executions. A crashed worker or API is restart
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -16,9 +17,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from rte.cli._common import err_console, fail, settings_from
+from rte.cli._common import err_console, fail
 from rte.cli._supervisor import Service, StackDown, Supervisor
+from rte.cli.stack import StaleCard, card_for, read_card, remove_card, write_card
+from rte.config import Settings
 from rte.private_files import private_dir, private_file
 from rte.temporal import TemporalBinaryNotFound, find_temporal_binary, persistent_dev_server_command
 
@@ -31,7 +35,12 @@ def register(app: typer.Typer) -> None:
 
 
 def up(
-    data_dir: Annotated[Path, typer.Option(help="Folder for all local state.")] = Path(".rte"),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for all local state (default: RTE_DATA_DIR, else .rte).", show_default=False
+        ),
+    ] = None,
     temporal_port: Annotated[int, typer.Option(help="Temporal frontend (gRPC) port.")] = 7233,
     ui_port: Annotated[int, typer.Option(help="Temporal Web UI port.")] = 8233,
     api_port: Annotated[int, typer.Option(help="API port.")] = 8000,
@@ -41,6 +50,14 @@ def up(
     ] = None,
 ) -> None:
     """Start Temporal (with its Web UI), a worker and the API; Ctrl-C stops them all."""
+    data_dir = (data_dir or Settings().data_dir).resolve()
+    settings = Settings(
+        data_dir=data_dir,
+        temporal_address=f"127.0.0.1:{temporal_port}",
+        temporal_ui_url=f"http://127.0.0.1:{ui_port}",
+        api_url=f"http://127.0.0.1:{api_port}",
+    )
+    _refuse_second_stack(data_dir)
     for name, port in (("Temporal", temporal_port), ("Web UI", ui_port), ("API", api_port)):
         if _port_in_use(port):
             fail(
@@ -59,12 +76,11 @@ def up(
     for file in data_dir.glob("temporal.db*"):
         private_file(file)
     temporal_service: Service | None = None
-    settings = settings_from(data_dir=data_dir.resolve(), temporal_address=f"127.0.0.1:{temporal_port}")
     env = os.environ | {
         "RTE_DATA_DIR": str(settings.data_dir),
         "RTE_TEMPORAL_ADDRESS": settings.temporal_address,
-        "RTE_TEMPORAL_UI_URL": f"http://127.0.0.1:{ui_port}",
-        "RTE_API_URL": f"http://127.0.0.1:{api_port}",
+        "RTE_TEMPORAL_UI_URL": settings.temporal_ui_url,
+        "RTE_API_URL": settings.api_url,
     }
     # Local development: steps may call services on this machine (never the engine's own ports).
     env.setdefault("RTE_OUTBOUND_ALLOW", "127.0.0.0/8,::1")
@@ -132,26 +148,58 @@ def up(
             )
         )
         _wait_for_port("API", api_port, supervisor)
-        err_console.print(
-            f"[bold green]Runtime Engine is up[/]\n"
-            f"  Temporal      127.0.0.1:{temporal_port}\n"
-            f"  Web UI        http://127.0.0.1:{ui_port}\n"
-            f"  API           http://127.0.0.1:{api_port}  (health: /health, docs: /docs)\n"
-            f"  data          {settings.data_dir}  (logs in {logs})\n"
-            f"Run a workflow in another terminal: [bold]rte run examples/hello.yaml[/]. Ctrl-C stops everything.\n"
-            f"A crashed worker or API is restarted; the stack stops only if Temporal ends.",
-            highlight=False,
-        )
+        # Commands in other terminals find the stack through this card (rte/cli/stack.py).
+        card = write_card(card_for(settings), data_dir)
+        err_console.print(_banner(settings, card, logs), highlight=False, markup=False)
         supervisor.run()
     except StackDown as down:
         code = _died(down)
     except KeyboardInterrupt:
         err_console.print("stopping…")
     finally:
+        remove_card(data_dir)
         supervisor.stop()
         if temporal_service is not None:
             err_console.print("stopped: Temporal, the worker and the API")
     raise typer.Exit(code)
+
+
+def _refuse_second_stack(data_dir: Path) -> None:
+    try:
+        card = read_card(data_dir)
+    except StaleCard:
+        return  # left by a stack that died: this one takes its place
+    if card is not None:
+        fail(
+            f"a stack is already running on {data_dir} (pid {card.pid}, Temporal {card.temporal_address}, "
+            f"API {card.api_url})",
+            hint="use it (every command reads its addresses from the data folder), stop it with Ctrl-C "
+            "in its terminal, or start another stack with another --data-dir",
+        )
+
+
+def _banner(settings: Settings, card: Path, logs: Path) -> Text:
+    data_dir = shlex.quote(str(settings.data_dir))
+    text = Text()
+    text.append("Runtime Engine is up\n", style="bold green")
+    text.append(
+        f"  Temporal      {settings.temporal_address}\n"
+        f"  Web UI        {settings.temporal_ui_url}\n"
+        f"  API           {settings.api_url}  (health: /health, docs: /docs)\n"
+        f"  data          {settings.data_dir}  (logs in {logs})\n"
+        f"In another terminal, point rte at this stack (it reads the addresses from {card}):\n"
+    )
+    text.append(f"  export RTE_DATA_DIR={data_dir}\n", style="bold")
+    secrets = [name for name in ("RTE_DATABASE_URL", "RTE_SECRET_KEY") if os.environ.get(name)]
+    if secrets:
+        text.append(f"  export {' '.join(f'{name}=…' for name in secrets)}", style="bold")
+        text.append("   # the same values as in this terminal (never written to disk by rte)\n")
+    text.append("  rte run examples/hello.yaml\n", style="bold")
+    text.append(
+        f"  (or add --data-dir {data_dir} to each command)\n"
+        "Ctrl-C stops everything. A crashed worker or API is restarted; the stack stops only if Temporal ends."
+    )
+    return text
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from rte.cli._common import err_console, exit_now, fail, settings_from
+from rte.cli._common import DataDirOpt, err_console, exit_now, fail, settings_from
 from rte.config import Settings
 
 console = Console()
@@ -51,9 +51,11 @@ def worker(
     max_age: Annotated[
         float, typer.Option(help="With --check: how old the last report may be (seconds).")
     ] = 30.0,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Poll the task queue and run executions until stopped (Ctrl-C or SIGTERM, which drains)."""
     settings = settings_from(
+        data_dir=data_dir,
         temporal_address=address,
         namespace=namespace,
         task_queue=task_queue if kinds is None else None,

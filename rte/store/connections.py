@@ -110,7 +110,7 @@ class SecretBox:
                 ErrorCategory.CONFIGURATION,
                 f"the secret of connection {connection_id!r} cannot be decrypted with the current key "
                 f"({self._key_origin()}); the key changed since it was stored. Restore the old key, or "
-                f"set the connection again with `rte connection set {connection_id} ...`",
+                f"set the connection again with `rte connections set {connection_id} ...`",
             ) from None
 
     def _cipher(self) -> Fernet:
@@ -296,7 +296,7 @@ class ConnectionStore:
                 raise EngineError(
                     ErrorCategory.CONFIGURATION,
                     f"connection {connection_id!r} is not defined; create it with "
-                    f"`rte connection set {connection_id} ...`",
+                    f"`rte connections set {connection_id} ...`",
                 )
             type_, config, token = row.type, dict(row.config), row.secret_encrypted
         secret = self._secrets.decrypt(token, connection_id=connection_id)

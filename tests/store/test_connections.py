@@ -112,7 +112,7 @@ async def test_an_unknown_connection_says_how_to_create_it(store: Store) -> None
         await store.connections.resolve("x")
     assert caught.value.category is ErrorCategory.CONFIGURATION
     assert caught.value.retryable is False
-    assert caught.value.message == "connection 'x' is not defined; create it with `rte connection set x ...`"
+    assert caught.value.message == "connection 'x' is not defined; create it with `rte connections set x ...`"
 
 
 async def test_a_secret_stored_under_another_key_is_a_clear_error(store: Store) -> None:
@@ -122,7 +122,7 @@ async def test_a_secret_stored_under_another_key_is_a_clear_error(store: Store) 
         await other.resolve("notion")
     assert caught.value.category is ErrorCategory.CONFIGURATION
     assert "cannot be decrypted with the current key" in caught.value.message
-    assert "rte connection set notion" in caught.value.message
+    assert "rte connections set notion" in caught.value.message
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from weakref import WeakKeyDictionary
@@ -34,7 +34,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
-from rte.store.repositories import MAX_PAGE, LogLevel, LogRepository, LogRow
+from rte.store.repositories import LogRow
 from workflows.plan import ACTIVITY_KINDS
 from workflows.state import ErrorInfo, ExecutionState, ExecutionStatus, StepStatus
 
@@ -183,16 +183,19 @@ async def watch(
 
 
 async def follow_logs(
-    logs: LogRepository,
     client: Client,
     execution_id: str,
+    read_after: Callable[[int | None], Awaitable[list[LogRow]]],
     *,
     after_id: int | None = None,
-    min_level: LogLevel | None = None,
     max_wait_s: float = LOG_TAIL_MAX_WAIT_S,
 ) -> AsyncIterator[LogRow]:
     """The execution's log lines after `after_id`, in write order, as they are written; ends once the
-    execution has closed (or has no history) and every line written until then was yielded."""
+    execution has closed (or has no history) and every line written until then was yielded.
+
+    `read_after(after_id)` reads the next page (the caller's filters applied). Use it under
+    `contextlib.aclosing`, so a reader that stops early also stops the history long-poll.
+    """
     handle = client.get_workflow_handle(execution_id)
     changed = asyncio.Event()
     closed = asyncio.Event()
@@ -211,9 +214,7 @@ async def follow_logs(
     try:
         while True:
             ended = closed.is_set()  # before draining: nothing is written after the close
-            while rows := await logs.query(
-                execution_id, min_level=min_level, after_id=after_id, limit=MAX_PAGE
-            ):
+            while rows := await read_after(after_id):
                 for row in rows:
                     yield row
                 after_id = rows[-1].id

@@ -1,22 +1,21 @@
 """Execution logs (viewer): query with filters and a cursor, follow live over SSE, export.
 
 Step logs are written to the SQL store by the worker at the end of each attempt. The log table has
-no change notifications, so the live tail wakes on the execution's history long-poll (a step
-completing or failing for good writes a history event right after its logs) AND after a short
-bounded sleep: a failed attempt that Temporal retries, or a local activity still in its workflow
-task, writes logs but no history event yet. The tail ends once the execution has closed and every
-log up to then has been sent.
+no change notifications, so the live tail (`rte.watch.follow_logs`, which `rte logs --follow`
+uses too) wakes on the execution's history long-poll (a step completing or failing for good writes a
+history event right after its logs) AND after a short bounded sleep: a failed attempt that Temporal
+retries, or a local activity still in its workflow task, writes logs but no history event yet. The
+tail ends once the execution has closed and every log up to then has been sent.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
 import difflib
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
@@ -32,6 +31,7 @@ from api.models import Timestamp
 from rte.executions import read_start_input
 from rte.store import Store
 from rte.store.repositories import MAX_PAGE, LogLevel, LogRow
+from rte.watch import follow_logs
 
 router = APIRouter(prefix="/executions/{execution_id}/logs", tags=["logs"])
 
@@ -228,38 +228,14 @@ async def tail_logs(
 async def _tail(
     store: Store, client: Client, execution_id: str, filters: LogFilters, after_id: int | None
 ) -> AsyncIterator[ServerSentEvent]:
-    handle = client.get_workflow_handle(execution_id)
-    changed = asyncio.Event()
-    closed = asyncio.Event()
+    def read_after(after: int | None) -> Awaitable[list[LogRow]]:
+        return _page(store, execution_id, filters, after, MAX_PAGE)
 
-    async def follow_history() -> None:
-        try:
-            async for _event in handle.fetch_history_events(wait_new_event=True):
-                changed.set()
-        except RPCError:
-            pass  # no history (deleted, or never existed): only the logs already written remain
-        finally:
-            closed.set()
-            changed.set()
-
-    follower = asyncio.create_task(follow_history())
-    try:
-        while True:
-            ended = closed.is_set()  # checked before draining: nothing is written after the close
-            while rows := await _page(store, execution_id, filters, after_id, MAX_PAGE):
-                for row in rows:
-                    yield ServerSentEvent(row.model_dump_json(), event="log", id=str(row.id))
-                after_id = rows[-1].id
-            if ended:
-                yield ServerSentEvent(json.dumps({"reason": "the execution has closed"}), event="end")
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), TAIL_MAX_WAIT_S)
-            changed.clear()
-    finally:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await follower
+    tail = follow_logs(client, execution_id, read_after, after_id=after_id, max_wait_s=TAIL_MAX_WAIT_S)
+    async with contextlib.aclosing(tail) as rows:  # a closed stream stops the history long-poll too
+        async for row in rows:
+            yield ServerSentEvent(row.model_dump_json(), event="log", id=str(row.id))
+    yield ServerSentEvent(json.dumps({"reason": "the execution has closed"}), event="end")
 
 
 _EXPORTS: dict[str, tuple[str, str]] = {

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated
 
@@ -82,8 +84,13 @@ async def _follow(
     store: Store, client: Client, execution: str, level: LogLevel | None, step: str | None, output: Output
 ) -> int:
     err_console.print(f"following the logs of {execution} until it ends (Ctrl-C stops)…", markup=False)
-    async for row in follow_logs(store.logs, client, execution, min_level=level):
-        _print([row], step, output)
+
+    def read_after(after_id: int | None) -> Awaitable[list[LogRow]]:
+        return store.logs.query(execution, min_level=level, after_id=after_id, limit=MAX_PAGE)
+
+    async with contextlib.aclosing(follow_logs(client, execution, read_after)) as rows:
+        async for row in rows:
+            _print([row], step, output)
     err_console.print(f"{execution} has ended", markup=False)
     return 0
 

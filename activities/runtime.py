@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from opentelemetry import trace
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -173,6 +174,11 @@ class StepActivities:
 
     async def _attempt(self, request: StepRequest, attempt: int) -> _Attempt:
         handler = HANDLERS.get(request.kind)
+        # On the activity's span (Temporal's tracing interceptor); a no-op when tracing is off.
+        trace.get_current_span().set_attributes(
+            {"rte.step.path": request.step_path, "rte.step.kind": request.kind, "rte.step.attempt": attempt}
+            | ({"rte.step.item": request.item_index} if request.item_index is not None else {})
+        )
         context = StepContext(
             request=request, attempt=attempt, connections=self.connections, policy=self.policy
         )

@@ -21,6 +21,7 @@ from api.routes import all_routers
 from rte import __version__
 from rte.config import Settings, get_settings
 from rte.store import Store
+from rte.telemetry import enable_tracing, instrument_app
 from rte.temporal import connect
 
 log = logging.getLogger("rte.api")
@@ -69,6 +70,8 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(MethodNotAllowed, routes=app.state.api_routes)
     app.add_middleware(UnexpectedErrors)
+    if enable_tracing():  # OTEL_EXPORTER_OTLP_ENDPOINT set (rte/telemetry.py)
+        instrument_app(app)
     return app
 
 

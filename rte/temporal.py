@@ -17,6 +17,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from rte.config import Settings
+from rte.telemetry import enable_tracing, temporal_interceptors
 
 if TYPE_CHECKING:
     from temporalio.testing import WorkflowEnvironment
@@ -125,10 +126,13 @@ def find_temporal_binary() -> str:
 
 
 async def connect(settings: Settings) -> Client:
+    enable_tracing()  # only if OTEL_EXPORTER_OTLP_ENDPOINT is set (rte/telemetry.py)
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.namespace,
         data_converter=pydantic_data_converter,
+        # Temporal's tracing interceptor when tracing is on; workers built on this client use it too.
+        interceptors=temporal_interceptors(),
     )
 
 

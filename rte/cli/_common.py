@@ -227,3 +227,20 @@ async def describe_execution(
             hint=f"see the executions with `rte list`; {POINT_AT_STACK}",
         )
     return description
+
+
+async def connect_to_worker_of(execution: str, settings: Settings) -> Client:
+    """A client for a command the execution's worker must answer (an update or a query): a clear
+    exit 1 at once when the execution is unknown or no worker polls its task queue, not a wait."""
+    from rte.watch import worker_available
+
+    client = await connect_client(settings)
+    description = await describe_execution(client, execution, settings)
+    if not await worker_available(client, description.task_queue):
+        fail(
+            f"no worker polls the task queue '{description.task_queue}' of '{execution}', so nothing "
+            "can answer this command",
+            code=1,
+            hint=f"start one with `rte up` or `rte worker`; the execution is durable and waits; {POINT_AT_STACK}",
+        )
+    return client

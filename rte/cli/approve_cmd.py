@@ -9,7 +9,14 @@ from typing import Annotated, Any
 import typer
 from temporalio.client import RPCError, WorkflowUpdateFailedError
 
-from rte.cli._common import DataDirOpt, connect_client, err_console, fail, run_async, settings_from
+from rte.cli._common import (
+    DataDirOpt,
+    connect_to_worker_of,
+    err_console,
+    fail,
+    run_async,
+    settings_from,
+)
 from workflows.state import ApprovalDecision
 
 
@@ -68,7 +75,7 @@ async def _decide(
             data = json.loads(payload)
         except json.JSONDecodeError as error:
             fail(f"--payload is not valid JSON: {error.msg}")
-    client = await connect_client(settings_from(data_dir=data_dir))
+    client = await connect_to_worker_of(execution, settings_from(data_dir=data_dir))
     decision = ApprovalDecision(
         step=step, item_index=item, approved=approved, by=by, comment=comment, payload=data
     )

@@ -15,7 +15,15 @@ import typer
 from pydantic import BaseModel
 from temporalio.client import RPCError, WorkflowQueryFailedError, WorkflowUpdateFailedError
 
-from rte.cli._common import DataDirOpt, connect_client, err_console, fail, run_async, settings_from
+from rte.cli._common import (
+    DataDirOpt,
+    connect_client,
+    connect_to_worker_of,
+    err_console,
+    fail,
+    run_async,
+    settings_from,
+)
 from rte.debug_evaluation import evaluate_at_pause
 from rte.recovery import RecoveryError, recorded_steps
 from workflows.state import (
@@ -48,7 +56,7 @@ def _json(text: str, option: str) -> Any:
 
 
 async def _update(execution: str, name: str, argument: BaseModel, data_dir: Path | None) -> int:
-    client = await connect_client(settings_from(data_dir=data_dir))
+    client = await connect_to_worker_of(execution, settings_from(data_dir=data_dir))
     try:
         state = await client.get_workflow_handle(execution).execute_update(
             name, argument, result_type=ExecutionState
@@ -64,7 +72,7 @@ async def _update(execution: str, name: str, argument: BaseModel, data_dir: Path
 async def _query(
     execution: str, name: str, *args: Any, result_type: Any = None, data_dir: Path | None = None
 ) -> Any:
-    client = await connect_client(settings_from(data_dir=data_dir))
+    client = await connect_to_worker_of(execution, settings_from(data_dir=data_dir))
     try:
         return await client.get_workflow_handle(execution).query(name, *args, result_type=result_type)
     except (WorkflowQueryFailedError, RPCError) as error:

@@ -13,7 +13,15 @@ from temporalio.client import Client, RPCError, WorkflowUpdateFailedError
 from api import visibility
 from api.errors import Problem
 from api.models import BulkFilter
-from rte.cli._common import DataDirOpt, connect_client, err_console, fail, run_async, settings_from
+from rte.cli._common import (
+    DataDirOpt,
+    connect_client,
+    connect_to_worker_of,
+    err_console,
+    fail,
+    run_async,
+    settings_from,
+)
 from rte.recovery import RecoveryError, resume_from_failure, retry_from_scratch
 from workflows.state import ExecutionState, RecoveryDecision
 
@@ -67,7 +75,7 @@ def decide(
     )
 
     async def send() -> int:
-        client = await connect_client(settings_from(data_dir=data_dir))
+        client = await connect_to_worker_of(execution, settings_from(data_dir=data_dir))
         try:
             state = await client.get_workflow_handle(execution).execute_update(
                 "decide_recovery", decision, result_type=ExecutionState

@@ -134,7 +134,7 @@ async def test_status_shows_the_steps_and_the_error_with_its_category(
     assert unknown.returncode == 1 and "no execution 'no-such-execution'" in unknown.stderr
 
 
-async def test_status_without_a_worker_shows_the_summary_and_says_why(
+async def test_without_a_worker_status_shows_the_summary_and_commands_fail_at_once(
     client: Client, engine: Engine, settings: Settings
 ) -> None:
     plan = engine.compile(PASSING.format(id=new_id("orphan")))
@@ -145,6 +145,10 @@ async def test_status_without_a_worker_shows_the_summary_and_says_why(
         assert shown.returncode == 0, shown.stderr
         assert shown.stdout.splitlines()[0].split() == [handle.id, "running"]
         assert f"no worker polls the task queue '{queue}'" in shown.stdout
+        # A command the worker must answer says so at once instead of waiting for one.
+        approve = await _rte("approve", handle.id, "greet", env=_env(client, engine, settings))
+        assert approve.returncode == 1
+        assert f"no worker polls the task queue '{queue}' of '{handle.id}'" in approve.stderr
     finally:
         await handle.terminate("test over")
 

@@ -70,7 +70,8 @@ def set_connection(
         finally:
             await store.close()
         err_console.print(
-            f"saved connection '{info.id}' ({info.type}); secret fields set: {', '.join(info.secret_fields)}"
+            f"saved connection '{info.id}' ({info.type}); secret fields set: {', '.join(info.secret_fields)}",
+            markup=False,
         )
         return 0
 
@@ -111,7 +112,7 @@ def delete_connection(
                 fail(f"no connection '{connection_id}'", code=1)
         finally:
             await store.close()
-        err_console.print(f"deleted connection '{connection_id}'")
+        err_console.print(f"deleted connection '{connection_id}'", markup=False)
         return 0
 
     run_async(go())

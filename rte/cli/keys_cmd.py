@@ -33,7 +33,9 @@ def create(
             created = await store.api_keys.create(name, role)
         finally:
             await store.close()
-        err_console.print(f"created {role} key '{name}' (id {created.info.id}); it is shown only once:")
+        err_console.print(
+            f"created {role} key '{name}' (id {created.info.id}); it is shown only once:", markup=False
+        )
         print(created.key)
         return 0
 
@@ -75,7 +77,7 @@ def revoke(
                 fail(f"no active key with id '{key_id}'", code=1)
         finally:
             await store.close()
-        err_console.print(f"revoked {key_id}")
+        err_console.print(f"revoked {key_id}", markup=False)
         return 0
 
     run_async(go())

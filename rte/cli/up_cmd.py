@@ -88,7 +88,9 @@ def up(
         env["RTE_FUNCTION_MODULES"] = ",".join(function_module)
     logs = data_dir / "logs"
     logs.mkdir(exist_ok=True)
-    supervisor = Supervisor(env, lambda line: err_console.print(f"[yellow]{line}[/]", highlight=False))
+    supervisor = Supervisor(
+        env, lambda line: err_console.print(line, style="yellow", highlight=False, markup=False)
+    )
     code = 0
     # Ctrl-C and SIGTERM both stop the stack cleanly, even when started from a script that
     # ignores SIGINT for background jobs.

@@ -176,6 +176,33 @@ outputs: {{independent: "${{ .steps.independent.output.v }}", flaky: "${{ .steps
     assert state.error_count == 1
 
 
+async def test_after_on_error_continue_a_join_that_also_needs_a_step_that_ran_still_runs(
+    engine: Engine, http_server: TestServer
+) -> None:
+    """What docs/definition-format.md ("When a step fails") says: every step that needs the failed
+    one is skipped, even with other needs; below that, a step runs unless all its needs were skipped."""
+    http_server.route("GET", "/broken", Reply(404, {}))
+    ok, output, state = await engine.run(
+        f"""
+id: joins
+steps:
+  - {{id: flaky, kind: http, with: {{url: "{http_server.url}/broken"}}, on_error: continue}}
+  - {{id: other, kind: set, with: {{v: 1}}}}
+  - {{id: direct, kind: set, needs: [flaky, other], with: {{v: 2}}}}
+  - {{id: below, kind: set, needs: [direct], with: {{v: 3}}}}
+  - id: join
+    kind: set
+    needs: [direct, other]
+    with: {{flaky: "${{ .steps.flaky.output }}", status: "${{ .steps.flaky.status }}"}}
+outputs: "${{ .steps.join.output }}"
+"""
+    )
+    assert ok, output
+    assert output == {"flaky": None, "status": "failed"}
+    assert state.steps["joins/direct"].skipped_reason == "step 'flaky' failed"
+    assert state.steps["joins/below"].skipped_reason == "every step it needs was skipped"
+
+
 async def test_for_each_with_failures_continue_records_each_item(engine: Engine) -> None:
     ok, output, state = await engine.run(
         """

@@ -54,7 +54,7 @@ KINDS: dict[str, KindSpec] = {
     "http": KindSpec(
         "Send an HTTP request.",
         required=("url",),
-        optional=("method", "headers", "query", "body", "timeout_s", "response"),
+        optional=("method", "headers", "query", "body", "timeout_s", "expect", "response"),
         text=("url", "method"),
         activity=True,
         default_timeout_s=30,
@@ -65,7 +65,7 @@ KINDS: dict[str, KindSpec] = {
         "Ask a language model.",
         required=("model",),
         one_of=("prompt", "messages"),
-        optional=("system", "temperature", "max_tokens", "timeout_s"),
+        optional=("system", "temperature", "max_tokens", "timeout_s", "response_format"),
         text=("model",),
         activity=True,
         default_timeout_s=120,
@@ -74,7 +74,7 @@ KINDS: dict[str, KindSpec] = {
     "script": KindSpec(
         "Run code in the sandbox.",
         required=("code",),
-        optional=("input", "timeout_s", "memory_mb"),
+        optional=("input", "timeout_s", "memory_mb", "cpu_seconds"),
         text=("code",),
         activity=True,
         default_timeout_s=30,

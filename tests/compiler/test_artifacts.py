@@ -31,14 +31,31 @@ def test_preview_of_every_example_is_valid_python(path: Path) -> None:
 
 def test_preview_shows_levels_calls_and_step_settings() -> None:
     preview = compile_file(next(p for p in EXAMPLES if p.stem == "orders")).artifacts.preview
-    assert preview.startswith("async def order_sync(inputs):\n")
+    assert preview.startswith("async def orders(inputs):\n")
     assert "    # level 4 — runs in parallel: notify, summary\n" in preview
     assert (
-        '    fetch = await http(method="GET", url=f"https://crm.example/customers/{inputs[\'customer\']}/orders", '
-        'query={"limit": inputs[\'limit\'], "status": "new"})  # retry ×5, timeout 30s, local activity, connection crm\n'
+        "    fetch = await http(url=f\"customers/{inputs['customer']}/orders\", "
+        'query={"limit": inputs[\'limit\'], "status": "new"})  # retry ×5, timeout 30s, local activity, connection shop\n'
     ) in preview
-    assert "for index, item in enumerate(fetch['body']['orders'])]  # for each item, 4 at a time" in preview
-    assert '    if route["branch"] == "big" and jq(".inputs.limit > 1"):\n' in preview
+    assert "for index, item in enumerate(fetch['orders'])]  # for each item, 4 at a time" in preview
+    assert "on error: continue" in preview
+    assert '    if route["branch"] == "big":\n' in preview
+
+
+def test_preview_shows_a_gated_steps_own_condition() -> None:
+    compilation = compile_yaml(
+        """
+        id: gated
+        steps:
+          - id: route
+            kind: switch
+            with: {cases: [{name: big, when: "${ .inputs.n > 10 }", then: [notify]}]}
+          - {id: notify, kind: set, if: "${ .inputs.n > 100 }", with: {v: 1}}
+        outputs: "${ .steps.notify.output }"
+        """
+    )
+    assert compilation.ok, compilation.diagnostics
+    assert '    if route["branch"] == "big" and jq(".inputs.n > 100"):\n' in compilation.artifacts.preview
 
 
 def test_preview_stays_valid_python_with_awkward_names_and_text() -> None:
@@ -82,7 +99,7 @@ def test_mermaid_labels_kinds_loops_and_switch_branches() -> None:
     lines = mermaid.splitlines()
     assert lines[0] == "flowchart TD"
     assert '    n0["fetch [http]"]' in lines
-    assert '    n1[["score [python]<br/>for each .steps.fetch.output.body.orders ×4"]]' in lines
+    assert '    n1[["score [python]<br/>for each .steps.fetch.output.orders ×4"]]' in lines
     assert '    n2{"route [switch]"}' in lines
     assert '    n2 -->|"big"| n3' in lines
     assert '    n2 -->|"default"| n4' in lines

@@ -144,6 +144,8 @@ def test_published_schema_accepts_the_examples_and_requires_kind_parameters() ->
     Draft202012Validator.check_schema(schema)
     validator = Draft202012Validator(schema)
     for example in sorted((ROOT / "examples").glob("*.yaml")):
+        if example.name.endswith(".sw.yaml"):
+            continue  # a Serverless Workflow document: tests/test_examples.py checks it against its spec
         assert list(validator.iter_errors(YAML(typ="safe").load(example.read_text()))) == [], example.name
     missing_url = {"id": "x", "steps": [{"id": "a", "kind": "http", "with": {"method": "GET"}}]}
     assert [error.message for error in validator.iter_errors(missing_url)] == ["'url' is a required property"]

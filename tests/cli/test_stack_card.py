@@ -237,3 +237,27 @@ def test_hints_use_the_full_path_when_an_id_is_ambiguous(monkeypatch: pytest.Mon
     assert hints == [
         "flow/ok waits for approval: rte approve 'flow-1 x' flow/ok   or: rte reject 'flow-1 x' flow/ok"
     ]
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_a_command_using_another_store_or_key_than_the_stack_is_warned(
+    tmp_path: Path, listening: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rte.cli._common import _check_same_store
+
+    _stack(tmp_path, listening, secret_key="c2VjcmV0LWtleS1zZWNyZXQta2V5LXNlY3JldC1rZXk=")
+    _check_same_store(settings_from(data_dir=tmp_path))
+    warned = capsys.readouterr().err
+    assert "encrypts connection secrets with RTE_SECRET_KEY, this command with the key file" in warned
+    assert "uses the store" not in warned  # the same SQLite file
+
+    monkeypatch.setenv("RTE_DATABASE_URL", "postgresql+asyncpg://rte:pw@127.0.0.1/other")
+    monkeypatch.setenv("RTE_SECRET_KEY", "c2VjcmV0LWtleS1zZWNyZXQta2V5LXNlY3JldC1rZXk=")
+    _check_same_store(settings_from(data_dir=tmp_path))
+    warned = capsys.readouterr().err
+    assert (
+        f"uses the store postgresql+asyncpg://rte:***@127.0.0.1/other, but the stack running on {tmp_path}"
+        in warned
+    )
+    assert "pw@" not in warned  # the password is never printed
+    assert "encrypts connection secrets" not in warned  # the same key

@@ -165,3 +165,19 @@ outputs: "${ .steps.target.output }"
     assert ok
     assert state.steps["gates/route"].status == "skipped"
     assert state.steps["gates/target"].skipped_reason == "switch 'route' was skipped"
+
+
+async def test_for_each_over_a_non_array_says_what_it_got_in_json_terms(engine: Engine) -> None:
+    ok, error, _state = await engine.run(
+        """
+id: not_a_list
+inputs: {type: object}
+steps:
+  - id: each
+    kind: set
+    for_each: {items: "${ .inputs.missing }"}
+    with: {x: 1}
+"""
+    )
+    assert not ok
+    assert "for_each.items must be an array, got null" in error["message"], error

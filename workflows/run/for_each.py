@@ -15,7 +15,7 @@ from temporalio.exceptions import ChildWorkflowError
 with workflow.unsafe.imports_passed_through():
     from activities.base import BatchItem
     from rte import temporal as sa
-    from rte.errors import ErrorCategory
+    from rte.errors import ErrorCategory, json_type_name
     from workflows.plan import ACTIVITY_KINDS, PURE_KINDS, OnError, PlanStep
     from workflows.run.failures import StepFailed, error
     from workflows.run.kinds import run_kind
@@ -42,7 +42,7 @@ async def run_for_each(run: Run, step: PlanStep, scope: dict[str, Any]) -> list[
     items = await run.evaluate_or_fail(step, step.for_each.items, scope)
     if not isinstance(items, list):
         raise StepFailed(
-            error(ErrorCategory.EXPRESSION, f"for_each.items must be an array, got {type(items).__name__}")
+            error(ErrorCategory.EXPRESSION, f"for_each.items must be an array, got {json_type_name(items)}")
         )
     state = run.state.steps[step.path]
     state.items = ItemsProgress(total=len(items))

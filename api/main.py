@@ -20,6 +20,7 @@ from api.openapi import declare_error_responses, with_problem_schema
 from api.routes import all_routers
 from rte import __version__
 from rte.config import Settings, get_settings
+from rte.metrics import RequestMetrics
 from rte.store import Store
 from rte.telemetry import enable_tracing, instrument_app
 from rte.temporal import connect
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(MethodNotAllowed, routes=app.state.api_routes)
     app.add_middleware(UnexpectedErrors)
+    app.add_middleware(RequestMetrics)  # outermost: counts every answer, errors included
     if enable_tracing():  # OTEL_EXPORTER_OTLP_ENDPOINT set (rte/telemetry.py)
         instrument_app(app)
     return app

@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from rte import temporal as sa
 from rte.claim_check import DEFAULT_THRESHOLD_BYTES, PayloadStore, offload, resolve, serialized_size
 from rte.errors import EngineError, ErrorCategory
+from rte.metrics import execution_started
 from workflows.plan import Plan
 from workflows.state import ExecutionConfig, ExecutionInput
 
@@ -75,7 +76,7 @@ async def start_execution(
         )
     timeout_s = config.timeout_s or plan.timeout_s
     attributes = execution_search_attributes(plan, trigger, definition_version)
-    return await client.start_workflow(
+    handle = await client.start_workflow(
         "RunPlan",
         run_input,
         id=execution_id or new_execution_id(plan),
@@ -84,6 +85,8 @@ async def start_execution(
         execution_timeout=timedelta(seconds=timeout_s) if timeout_s else None,
         request_eager_start=eager,
     )
+    execution_started(plan.definition_id, trigger)
+    return handle
 
 
 async def offload_params(

@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from rte import temporal as sa
 from rte.executions import execution_search_attributes, new_execution_id
+from rte.metrics import execution_started
 from workflows.state import ExecutionInput, ExecutionState, ResumeSpec, StepStatus
 
 RPC_TIMEOUT = timedelta(seconds=10)
@@ -175,4 +176,5 @@ async def _start(
         search_attributes=linked,
         execution_timeout=timedelta(seconds=timeout_s) if timeout_s else None,
     )
+    execution_started(plan.definition_id, trigger)
     return handle.id

@@ -70,7 +70,9 @@ def disable_tracing() -> None:
 
 def _default_resource() -> dict[str, str]:
     """`service.name=rte` unless OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES name the service."""
-    named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    named = os.environ.get("OTEL_SERVICE_NAME") or "service.name=" in os.environ.get(
+        "OTEL_RESOURCE_ATTRIBUTES", ""
+    )
     return {} if named else {"service.name": "rte"}
 
 

@@ -103,7 +103,9 @@ outputs: "${{ .steps.call.output }}"
     execution_id = response.json()["execution_id"]
     assert await traced.client.get_workflow_handle(execution_id).result() == {"ok": True}
 
-    finished = await wait_for_spans(traced.spans, "POST /definitions/{definition_id}/runs", "RunActivity:rte.http")
+    finished = await wait_for_spans(
+        traced.spans, "POST /definitions/{definition_id}/runs", "RunActivity:rte.http"
+    )
     route = "POST /definitions/{definition_id}/runs"
     request = next(s for s in finished if s.kind == SpanKind.SERVER and s.name == route)
     trace_id = request.context.trace_id
@@ -130,9 +132,13 @@ outputs: "${{ .steps.call.output }}"
         assert chain(span, by_id)[0] == start_activity
 
     # Each attempt's outgoing call is a client span under it, and the target got its W3C context.
-    calls = [s for s in run if s.kind == SpanKind.CLIENT and s.parent and by_id.get(s.parent.span_id) in attempts]
+    calls = [
+        s for s in run if s.kind == SpanKind.CLIENT and s.parent and by_id.get(s.parent.span_id) in attempts
+    ]
     assert len(calls) == 2, tree
-    received = [r.headers.get("traceparent") or r.headers.get("Traceparent") for r in http_server.calls("/flaky")]
+    received = [
+        r.headers.get("traceparent") or r.headers.get("Traceparent") for r in http_server.calls("/flaky")
+    ]
     # version-trace id-parent id-flags: the parent is the call's own span, in the run's trace.
     assert sorted(value.split("-")[1:3] for value in received if value) == sorted(
         [f"{trace_id:032x}", f"{s.context.span_id:016x}"] for s in calls

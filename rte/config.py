@@ -54,6 +54,13 @@ class Settings(BaseSettings):
         description="Where a worker writes its health every few seconds, for `rte worker --check` "
         "(a container healthcheck); unset: no report.",
     )
+    worker_metrics_address: str | None = Field(
+        None,
+        pattern=r"^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$",
+        description="host:port where a worker serves the Temporal SDK's Prometheus metrics "
+        "(`temporal_*`: polls, task latencies, slots), e.g. 127.0.0.1:9464; unset: none.",
+        examples=["127.0.0.1:9464"],
+    )
     temporal_ui_url: str = "http://127.0.0.1:8233"
     api_url: str = Field(
         "http://127.0.0.1:8000",

@@ -12,6 +12,7 @@ instrumentation sends it on to the target as a W3C `traceparent` header.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -20,20 +21,26 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
+log = logging.getLogger("rte.telemetry")
+
 _provider: TracerProvider | None = None
 
 
 def enable_tracing(exporter: SpanExporter | None = None) -> TracerProvider | None:
     """Set tracing up for this process (once); returns the provider, or None when tracing is off.
 
-    Without `exporter`, tracing is on only if `OTEL_EXPORTER_OTLP_ENDPOINT` is set (and
+    Without `exporter`, tracing is on only if `OTEL_EXPORTER_OTLP_ENDPOINT` (or its `_TRACES_`
+    variant) is set (and
     `OTEL_SDK_DISABLED` is not true).
     """
     global _provider
     if _provider is not None:
         return _provider
     if exporter is None:
-        if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        if not (
+            os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        ):
             return None
         if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
             return None
@@ -96,3 +103,22 @@ def instrument_app(app: FastAPI) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     FastAPIInstrumentor.instrument_app(app, tracer_provider=_provider)
+
+
+def serve_sdk_metrics(bind_address: str) -> bool:
+    """Serve the Temporal SDK's own Prometheus metrics (`temporal_*`) on `bind_address` (host:port).
+
+    The SDK's Runtime is per process and every client takes it when it connects: call this first.
+    An address already in use (a second worker on the host with the same setting, e.g. `rte up`'s
+    script worker) is logged and the worker runs on without SDK metrics rather than crash-looping.
+    """
+    from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+    try:
+        runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind_address)))
+    except ValueError as error:
+        log.error("no Temporal SDK metrics on %s (RTE_WORKER_METRICS_ADDRESS): %s", bind_address, error)
+        return False
+    Runtime.set_default(runtime, error_if_already_set=True)
+    log.info("Temporal SDK metrics on http://%s/metrics", bind_address)
+    return True

@@ -147,5 +147,6 @@ outputs: "${{ .steps.call.output }}"
 
 def test_tracing_is_off_without_an_otlp_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT", raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
     assert telemetry.enable_tracing() is None
     assert telemetry.temporal_interceptors() == []

@@ -19,6 +19,7 @@ from activities.python_fn import load_modules
 from activities.runtime import StepActivities
 from rte.config import Settings
 from rte.store import Store
+from rte.telemetry import serve_sdk_metrics
 from rte.temporal import connect
 from worker.health import report_health
 from workflows.interpreter import RunPlan
@@ -117,6 +118,8 @@ async def run_worker(
     which are handed back to Temporal and retried on another worker. Bounded: a step that ignores
     its cancellation cannot keep the process alive past the drain plus a short margin.
     """
+    if settings.worker_metrics_address:
+        serve_sdk_metrics(settings.worker_metrics_address)
     client = await connect(settings)
     store = await Store.open(settings)
     worker = build_worker(client, store, settings, task_queue, kinds)

@@ -53,7 +53,7 @@ async def test_script_steps_run_only_on_the_script_workers_of_their_queue(
             saved = await http.post("/definitions", json={"source": FLOW.format(id=f"routed-{suffix}")})
             assert saved.status_code in (200, 201), saved.text
             started = await http.post(f"/definitions/routed-{suffix}/runs", json={})
-            assert started.status_code == 201, started.text
+            assert started.status_code == 202, started.text
         handle = client.get_workflow_handle(started.json()["execution_id"])
 
         async def script_step_waiting() -> bool:

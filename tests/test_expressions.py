@@ -360,3 +360,26 @@ def test_referenced_steps_reads_programs_as_jq_does(program: str, steps: set[str
 
 def _pattern(name: str) -> str:
     return name.replace("$", r"\$")
+
+
+def test_plain_paths_are_read_in_place_with_jqs_meaning() -> None:
+    from workflows.expressions import NOT_WALKED, plain_path, walk_template
+
+    data = {"inputs": {"a": {"b": 1}, "none": None, "list": [1, 2]}, "item": {"id": 7}}
+    assert plain_path(".inputs.a.b") == ("inputs", "a", "b") and plain_path(".") == ()
+    assert plain_path(".a | length") is None and plain_path(".a[0]") is None
+    assert walk_template("${ .inputs.a.b }", data) == 1
+    assert walk_template({"x": "${ .item }", "y": "id-${ .item.id }"}, data) == {"x": {"id": 7}, "y": "id-7"}
+    assert walk_template("${ .inputs.none.z }", data) is None  # null.z is null in jq
+    assert walk_template("${ .inputs.missing }", data) is None
+    assert walk_template("${ .inputs.list.z }", data) is NOT_WALKED  # jq's error, left to jq
+    reference = {"$rte_ref": "0" * 64, "bytes": 10, "kind": "object"}
+    assert walk_template("${ .doc.rows }", {"doc": reference}) is NOT_WALKED  # inside a reference
+    assert walk_template("${ .doc }", {"doc": reference}) == reference  # forwarding one is fine
+    big = {"rows": ["x" * 100] * 1000}
+    assert walk_template("${ .big }", {"big": big}) is NOT_WALKED  # large: the boundary stores it
+    copied = walk_template("${ .item }", data)
+    copied["id"] = 8
+    assert data["item"]["id"] == 7  # a copy, as jq's answer is
+    for template in ("${ .inputs.a }", "${ .item.id }", "n=${ .inputs.a.b }", {"k": ["${ .inputs.list }"]}):
+        assert walk_template(template, data) == evaluate_template(template, data)

@@ -1,6 +1,8 @@
 """Where an expression is evaluated while a workflow runs: the one boundary between the workflow
 thread and the guarded evaluator.
 
+- In place: a template whose programs are all plain paths (`.item`, `.inputs.x`) is read by walking
+  the data, whatever its size.
 - In the thread: a template whose programs are all provably cheap (`is_cheap`, a linear-time subset
   of jq) on a document under `IN_THREAD_MAX_INPUT_BYTES` with no claim-check reference. It costs
   microseconds, needs no history event, and gives the same answer on every replay.
@@ -25,14 +27,18 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from rte.errors import ExpressionError
     from workflows.expressions import (
+        NOT_WALKED,
         Document,
         ExpressionOutcome,
         ExpressionRequest,
         evaluate_program,
         evaluate_template_in,
         fits_in_thread,
+        plain_path,
         program_fits_in_thread,
         truthy,
+        walk_path,
+        walk_template,
     )
 
 EXPRESSION_ACTIVITY = "rte.expression"
@@ -46,6 +52,9 @@ _PATCH = "rte-expression-boundary"
 
 async def evaluate_template(template: Any, data: Any, variables: Mapping[str, Any] | None = None) -> Any:
     """Every `${ }` of a template, evaluated against `data` with named `variables`."""
+    walked = walk_template(template, data)
+    if walked is not NOT_WALKED:  # plain paths: read in place, whatever the document's size
+        return walked
     document = Document(data, variables)
     if fits_in_thread(template, document) or not workflow.patched(_PATCH):
         return evaluate_template_in(template, document)
@@ -54,6 +63,11 @@ async def evaluate_template(template: Any, data: Any, variables: Mapping[str, An
 
 async def evaluate(program: str, data: Any, variables: Mapping[str, Any] | None = None) -> Any:
     """One bare jq program (no `${ }`), evaluated against `data`."""
+    fields = plain_path(program)
+    if fields is not None:
+        walked = walk_path(fields, data)
+        if walked is not NOT_WALKED:
+            return walked
     document = Document(data, variables)
     if program_fits_in_thread(program, document) or not workflow.patched(_PATCH):
         return evaluate_program(program, document)

@@ -642,10 +642,80 @@ def _refusal(program: str) -> str | None:
 REFERENCE_MARKER = json.dumps(REF_KEY)
 
 
+# Plain paths (`.item`, `.inputs.order.id`) are most of a workflow's expressions: they are read by
+# walking the data itself, which costs nothing whatever the document's size (no serialising, no
+# guarded evaluator), with jq's meaning: a missing field or a field of null is null. Anything else
+# (indexing a non-object, a claim-check reference) is left to jq.
+_PLAIN_PATH = re.compile(r"\s*(?:\.|((?:\.[A-Za-z_][A-Za-z0-9_]*)+))\s*")
+NOT_WALKED: Any = object()
+
+
+@lru_cache(maxsize=8192)
+def plain_path(program: str) -> tuple[str, ...] | None:
+    """The fields of a program that is only a plain path (`.` is the empty path), else None."""
+    match = _PLAIN_PATH.fullmatch(program)
+    if match is None:
+        return None
+    return tuple(match.group(1).split(".")[1:]) if match.group(1) else ()
+
+
+def walk_path(fields: tuple[str, ...], data: Any) -> Any:
+    """The value at a plain path, as jq would give it, or `NOT_WALKED` when only jq can say."""
+    value = data
+    for name in fields:
+        if value is None:
+            return None
+        if not isinstance(value, dict) or REF_KEY in value:
+            return NOT_WALKED
+        value = value.get(name)
+    if not isinstance(value, dict | list):
+        return value
+    # A copy through JSON, as jq's answer would be; a large value (an aggregate of many outputs)
+    # is left to the boundary, which stores it by reference rather than carry it through history.
+    text = json.dumps(value, separators=(",", ":"))
+    return json.loads(text) if len(text) <= IN_THREAD_MAX_INPUT_BYTES else NOT_WALKED
+
+
+def walk_template(template: Any, data: Any) -> Any:
+    """A template whose every program is a plain path, resolved by walking `data`; else NOT_WALKED."""
+    if isinstance(template, str):
+        try:
+            parts = split_template(template)
+        except ExpressionError:
+            return NOT_WALKED
+        if parts is None:
+            return template
+        values = []
+        for part in parts:
+            if not part.is_expression:
+                values.append(part.text)
+                continue
+            fields = plain_path(part.text)
+            value = NOT_WALKED if fields is None or forbidden_names(part.text) else walk_path(fields, data)
+            if value is NOT_WALKED:
+                return NOT_WALKED
+            values.append(value)
+        if len(parts) == 1 and parts[0].is_expression:
+            return values[0]
+        return "".join(value if not part.is_expression else _as_text(value) for part, value in zip(parts, values, strict=True))
+    if isinstance(template, Mapping):
+        resolved = {}
+        for key, value in template.items():
+            resolved[key] = walk_template(value, data)
+            if resolved[key] is NOT_WALKED:
+                return NOT_WALKED
+        return resolved
+    if isinstance(template, list | tuple):
+        items = [walk_template(value, data) for value in template]
+        return NOT_WALKED if any(item is NOT_WALKED for item in items) else items
+    return template
+
+
 class Document:
     """The data programs read, with named variables bound; serialised once as jq's input text."""
 
     def __init__(self, data: Any, variables: Mapping[str, Any] | None = None) -> None:
+        self.data = data
         self.names = tuple(sorted(variables or {}))
         self.value = [dict(variables or {}), data] if self.names else data
         self._text: str | None = None

@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
-from rte.errors import EngineError, ErrorCategory
+from rte.errors import EngineError, ErrorCategory, json_type_name
 
 REF_KEY = "$rte_ref"
 REF_FIELDS = frozenset({REF_KEY, "bytes", "kind", "preview"})
@@ -123,7 +123,7 @@ def reference_to(value: Any, data: bytes | None = None) -> dict[str, Any]:
     return {
         REF_KEY: hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
-        "kind": _kind(value),
+        "kind": json_type_name(value),
         "preview": data[: PREVIEW_CHARS * 2].decode(errors="ignore")[:PREVIEW_CHARS],
     }
 
@@ -210,20 +210,6 @@ def resolved_size(value: Any) -> int:
 def _dumps(value: Any) -> str:
     # ensure_ascii: an upper bound of the UTF-8 size Temporal's converter writes, without encoding.
     return json.dumps(value, separators=(",", ":"), default=to_jsonable_python)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "array"
-    return "object"
 
 
 @dataclass

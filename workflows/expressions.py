@@ -516,7 +516,7 @@ _ITERATING_CALLS = frozenset(
 _GROWING_CALLS = frozenset({"tojson", "tostring", "explode"})
 _CHEAP_SYMBOLS = frozenset(
     {"*", ".", "[", "]", "{", "}", "(", ")", ",", "|", ":", "?", "==", "!=", "<", "<=", ">", ">=", "//",
-     "?//", "+", "/", "%", "\\(", "-", "$"}
+     "?//", "+", "/", "%", "\\(", "-"}
 )  # fmt: skip
 # A program may copy its input a few times (`,`, `+`, variables, interpolation, iteration) and still
 # be evaluated in the workflow thread; copies multiply through pipes, so beyond this it runs outside.
